@@ -1,0 +1,1 @@
+"""etcd on AWS as a Pulumi program: one module per concern."""

@@ -1,0 +1,441 @@
+"""The stack's configuration: one frozen object, parsed and validated in one place.
+
+Every value arrives as the string Pulumi hands a program (numbers and booleans as text,
+lists and maps as JSON). Validation makes no network calls and stops at the first error,
+which names the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import pulumi
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+NAMESPACE = "etcd"
+REGION_KEY = "aws:region"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(pulumi.RunError):
+    """A configuration value is wrong; the message is one line for the user."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key = key
+        super().__init__(f"{key}: {_show(value)} is not allowed: {allowed}")
+
+
+def _show(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = text.replace("\n", "\\n")
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+class Bootstrap(StrEnum):
+    DISCOVERY = "discovery"
+    STATIC = "static"
+
+
+class NatStrategy(StrEnum):
+    SINGLE = "single"
+    ONE_PER_AZ = "one-per-az"
+
+
+@dataclass(frozen=True, order=True)
+class EtcdVersion:
+    major: int
+    minor: int
+    patch: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @property
+    def line(self) -> tuple[int, int]:
+        return (self.major, self.minor)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    region: str
+    cluster_name: str
+    cluster_size: int
+    version: EtcdVersion
+    bootstrap: Bootstrap
+    discovery_endpoint: str
+    discovery_url: str | None
+    instance_type: str
+    data_volume_size: int
+    heartbeat_ms: int
+    election_ms: int
+    vpc_cidr: ipaddress.IPv4Network
+    nat_strategy: NatStrategy
+    flow_log_retention_days: int
+    bastion: bool
+    bastion_instance_type: str
+    ssh_allowed_cidrs: tuple[IPNetwork, ...]
+    ssh_public_key: str | None
+    tags: tuple[tuple[str, str], ...]
+
+    @property
+    def common_tags(self) -> dict[str, str]:
+        return {**dict(self.tags), "etcd-cluster": self.cluster_name, "pulumi-stack": self.stack}
+
+
+# --- value parsers: (key, text) -> value, raising ConfigError -------------------------------
+
+def _integer(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(key: str, text: str) -> int:
+        if not re.fullmatch(r"-?[0-9]+", text.strip()):
+            raise ConfigError(key, text, f"a whole number from {low} to {high}")
+        value = int(text)
+        if not low <= value <= high:
+            raise ConfigError(key, text, f"a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: int) -> Callable[[str, str], int]:
+    names = ", ".join(str(a) for a in allowed[:-1]) + f" or {allowed[-1]}"
+
+    def parse(key: str, text: str) -> int:
+        if text.strip() not in {str(a) for a in allowed}:
+            raise ConfigError(key, text, f"one of {names}")
+        return int(text)
+
+    return parse
+
+
+def _enum(kind: type[StrEnum]) -> Callable[[str, str], StrEnum]:
+    names = " or ".join(f"'{member.value}'" for member in kind)
+
+    def parse(key: str, text: str) -> StrEnum:
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(key, text, names) from None
+
+    return parse
+
+
+def _boolean(key: str, text: str) -> bool:
+    if text not in ("true", "false"):
+        raise ConfigError(key, text, "true or false")
+    return text == "true"
+
+
+def _json(key: str, text: str, kind: type, what: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError(key, text, what) from None
+    if not isinstance(value, kind):
+        raise ConfigError(key, text, what)
+    return value
+
+
+def _version(key: str, text: str) -> EtcdVersion:
+    match = re.fullmatch(r"(3)\.([0-9]+)\.([0-9]+)", text.strip())
+    if not match:
+        raise ConfigError(key, text, "an etcd release as MAJOR.MINOR.PATCH without a 'v', e.g. 3.6.14")
+    version = EtcdVersion(*(int(part) for part in match.groups()))
+    if not (3, 4) <= version.line <= (3, 7):
+        raise ConfigError(key, text, "a release of etcd 3.4, 3.5, 3.6 or 3.7")
+    return version
+
+
+_CLUSTER_NAME = re.compile(r"[a-z][a-z0-9-]{0,18}[a-z0-9]")
+
+
+def _cluster_name(key: str, text: str) -> str:
+    if not _CLUSTER_NAME.fullmatch(text) or "--" in text:
+        raise ConfigError(
+            key, text, "2 to 20 lowercase letters, digits and single hyphens, starting with a letter"
+        )
+    return text
+
+
+# Families like m7g, c6gn, t4g, r8gd, im4gn, is4gen (and a1) are AWS Graviton: arm64.
+_INSTANCE_TYPE = re.compile(
+    r"(?P<family>[a-z][a-z0-9]*[0-9][a-z0-9]*(-flex)?|[a-z]-[0-9a-z]+)"
+    r"\.(nano|micro|small|medium|large|[0-9]*xlarge|metal(-[0-9]+xl)?)"
+)
+_GRAVITON_FAMILY = re.compile(r"a1|[a-z]+[0-9]+g[a-z]*(-flex)?")
+
+
+def _instance_type(key: str, text: str) -> str:
+    if not _INSTANCE_TYPE.fullmatch(text):
+        raise ConfigError(key, text, "an EC2 instance type such as m7i.large or m7g.large")
+    return text
+
+
+def architecture(instance_type: str) -> str:
+    """The CPU architecture ('x86_64' or 'arm64') an EC2 instance type runs."""
+    family = instance_type.split(".", 1)[0]
+    return "arm64" if _GRAVITON_FAMILY.fullmatch(family) else "x86_64"
+
+
+_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _vpc_cidr(key: str, text: str) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.IPv4Network(text)
+    except ValueError:
+        hint = _network_hint(text)
+        raise ConfigError(key, text, f"an IPv4 network in CIDR form{hint}") from None
+    if not any(network.subnet_of(private) for private in _RFC1918):
+        raise ConfigError(key, text, "a private range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+    if not 16 <= network.prefixlen <= 24:
+        raise ConfigError(key, text, "a prefix from /16 to /24 (AWS allows no larger VPC; smaller leaves too few addresses)")
+    return network
+
+
+def _network_hint(text: str) -> str:
+    try:
+        return f" (did you mean {ipaddress.ip_network(text, strict=False)}?)"
+    except ValueError:
+        return " such as 10.0.0.0/16"
+
+
+def _ssh_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
+    items = _json(key, text, list, "a list of CIDRs such as [\"198.51.100.7/32\"]")
+    networks: list[IPNetwork] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(key, item, "each entry a CIDR string such as \"198.51.100.7/32\"")
+        try:
+            network = ipaddress.ip_network(item)
+        except ValueError:
+            raise ConfigError(key, item, f"a CIDR such as 198.51.100.7/32{_network_hint(item)}") from None
+        if network.prefixlen == 0:
+            raise ConfigError(key, item, "a CIDR narrower than the whole internet; list the addresses you connect from")
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+# EC2 key pairs import RSA and Ed25519 keys only.
+_SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
+
+
+def _ssh_public_key(key: str, text: str) -> str:
+    text = text.strip()
+    if "PRIVATE KEY" in text or text.startswith("-----BEGIN"):
+        raise ConfigError(key, "<private key material>", "an OpenSSH public key (the .pub file); never a private key")
+    parts = text.split()
+    if len(parts) < 2 or parts[0] not in _SSH_KEY_TYPES:
+        raise ConfigError(key, text, "an OpenSSH public key starting with ssh-ed25519 or ssh-rsa")
+    try:
+        public_key = load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(key, text, "an OpenSSH public key whose base64 body is intact and matches its type") from None
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < 2048:
+        raise ConfigError(key, text, "an RSA key of at least 2048 bits, or an ssh-ed25519 key")
+    if not isinstance(public_key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        raise ConfigError(key, text, "an ssh-ed25519 or ssh-rsa key")
+    return " ".join(parts)
+
+
+def _url(key: str, text: str, need_path: bool) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(key, text, "an http(s) URL without query or fragment")
+    if need_path and parts.path.strip("/") == "":
+        raise ConfigError(key, text, "a discovery URL with a token path, e.g. https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579cbf573de")
+    return text.rstrip("/") if not need_path else text
+
+
+def _discovery_endpoint(key: str, text: str) -> str:
+    return _url(key, text, need_path=False)
+
+
+def _discovery_url(key: str, text: str) -> str:
+    return _url(key, text, need_path=True)
+
+
+# CloudWatch Logs accepts only these retention periods.
+FLOW_LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+
+# Tags the stack sets itself; a user tag of the same key would be overwritten.
+RESERVED_TAGS = ("Name", "etcd-cluster", "pulumi-stack")
+
+
+def _tags(key: str, text: str) -> tuple[tuple[str, str], ...]:
+    items = _json(key, text, dict, "a map of tag names to string values, e.g. {\"team\": \"platform\"}")
+    if len(items) > 40:
+        raise ConfigError(key, f"{len(items)} tags", "at most 40 tags (AWS allows 50; the stack sets its own)")
+    for name, value in items.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}.{name}", value, "a string value")
+        if not 1 <= len(name) <= 128 or name.lower().startswith("aws:") or name in RESERVED_TAGS:
+            raise ConfigError(
+                f"{key}.{name}", name,
+                f"a tag name of 1 to 128 characters, not starting with 'aws:' and not one of {', '.join(RESERVED_TAGS)}",
+            )
+        if len(value) > 256:
+            raise ConfigError(f"{key}.{name}", value, "a tag value of at most 256 characters")
+    return tuple(sorted(items.items()))
+
+
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
+
+
+def _region(key: str, text: str) -> str:
+    if not _REGION.fullmatch(text):
+        raise ConfigError(key, text, "an AWS region code such as eu-west-2")
+    return text
+
+
+# --- the key table: the one list of what `etcd:` accepts -----------------------------------
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    field: str
+    parse: Callable[[str, str], Any]
+    default: str | None
+    meaning: str
+
+
+KEYS: tuple[Key, ...] = (
+    Key("clusterName", "cluster_name", _cluster_name, "etcd",
+        "Name of the cluster; prefixes resource names and tags"),
+    Key("clusterSize", "cluster_size", _choice(1, 3, 5, 7), "3",
+        "Number of etcd members (odd, so a majority survives a failure)"),
+    Key("version", "version", _version, "3.6.14",
+        "etcd release each member runs"),
+    Key("bootstrap", "bootstrap", _enum(Bootstrap), "discovery",
+        "How members find each other the first time: `discovery` or `static`"),
+    Key("discoveryEndpoint", "discovery_endpoint", _discovery_endpoint, "https://discovery.etcd.io",
+        "v2 discovery service asked for a new token (bootstrap `discovery`)"),
+    Key("discoveryUrl", "discovery_url", _discovery_url, None,
+        "A discovery URL you made yourself; skips asking the endpoint"),
+    Key("instanceType", "instance_type", _instance_type, "m7i.large",
+        "EC2 instance type of the members (Graviton types get arm64 etcd)"),
+    Key("dataVolumeSize", "data_volume_size", _integer(8, 16384), "20",
+        "Size in GiB of each member's encrypted gp3 data volume"),
+    Key("heartbeatMs", "heartbeat_ms", _integer(10, 10000), "100",
+        "Raft heartbeat interval in milliseconds"),
+    Key("electionMs", "election_ms", _integer(50, 50000), "1000",
+        "Raft election timeout in milliseconds (at least 5 x heartbeat)"),
+    Key("vpcCidr", "vpc_cidr", _vpc_cidr, "10.0.0.0/16",
+        "Private IPv4 range of the VPC, /16 to /24"),
+    Key("natStrategy", "nat_strategy", _enum(NatStrategy), "single",
+        "`single` NAT gateway, or `one-per-az` so no AZ depends on another for egress"),
+    Key("flowLogRetentionDays", "flow_log_retention_days", _choice(*FLOW_LOG_RETENTION_DAYS), "90",
+        "Days CloudWatch Logs keeps the VPC flow logs"),
+    Key("bastion", "bastion", _boolean, "true",
+        "Run an SSH bastion in a public subnet (SSM Session Manager works either way)"),
+    Key("bastionInstanceType", "bastion_instance_type", _instance_type, "t4g.micro",
+        "EC2 instance type of the bastion"),
+    Key("sshAllowedCidrs", "ssh_allowed_cidrs", _ssh_cidrs, "[]",
+        "CIDRs allowed to reach the bastion on port 22 (required with the bastion)"),
+    Key("sshPublicKey", "ssh_public_key", _ssh_public_key, None,
+        "OpenSSH public key (ed25519 or RSA) for the bastion's key pair (required with the bastion)"),
+    Key("tags", "tags", _tags, "{}",
+        "Tags added to every AWS resource"),
+)
+
+_BY_NAME = {key.name: key for key in KEYS}
+
+
+def load(raw: Mapping[str, str], stack: str) -> StackConfig:
+    """Builds the stack's config from Pulumi's flat `namespace:key -> text` map."""
+    for full_key in sorted(raw):
+        namespace, _, name = full_key.partition(":")
+        if namespace == NAMESPACE and name not in _BY_NAME:
+            close = difflib.get_close_matches(name, list(_BY_NAME), n=1, cutoff=0.6)
+            hint = f"did you mean etcd:{close[0]}?" if close else "see the configuration table in README.md"
+            raise ConfigError(full_key, raw[full_key], f"unknown key; {hint}")
+
+    region_text = raw.get(REGION_KEY)
+    if region_text is None:
+        raise ConfigError(REGION_KEY, "", "a region is required: pulumi config set aws:region eu-west-2")
+    values: dict[str, Any] = {"stack": stack, "region": _region(REGION_KEY, region_text)}
+    explicit = set()
+    for key in KEYS:
+        full_key = f"{NAMESPACE}:{key.name}"
+        text = raw.get(full_key)
+        if text is None:
+            values[key.field] = None if key.default is None else key.parse(full_key, key.default)
+        else:
+            explicit.add(key.name)
+            values[key.field] = key.parse(full_key, text)
+    config = StackConfig(**values)
+    _check_together(config, explicit)
+    return config
+
+
+def _check_together(c: StackConfig, explicit: set[str]) -> None:
+    """Rules that relate two or more keys."""
+    if c.election_ms < 5 * c.heartbeat_ms:
+        raise ConfigError(
+            "etcd:electionMs", str(c.election_ms),
+            f"at least 5 x etcd:heartbeatMs ({5 * c.heartbeat_ms}); etcd refuses a shorter election timeout",
+        )
+    if c.bootstrap is Bootstrap.DISCOVERY and c.version.line >= (3, 7):
+        raise ConfigError(
+            "etcd:bootstrap", c.bootstrap.value,
+            f"etcd {c.version} has no v2 discovery (removed in 3.7); set etcd:bootstrap to 'static'",
+        )
+    if c.bootstrap is Bootstrap.STATIC:
+        for name in ("discoveryUrl", "discoveryEndpoint"):
+            if name in explicit:
+                raise ConfigError(
+                    f"etcd:{name}", "set", "only with etcd:bootstrap 'discovery'; remove it or change etcd:bootstrap",
+                )
+    if c.bastion:
+        if not c.ssh_allowed_cidrs:
+            raise ConfigError(
+                "etcd:sshAllowedCidrs", "[]",
+                "at least one CIDR while etcd:bastion is true (or set etcd:bastion false and use SSM Session Manager)",
+            )
+        if c.ssh_public_key is None:
+            raise ConfigError(
+                "etcd:sshPublicKey", "", "an OpenSSH public key while etcd:bastion is true (or set etcd:bastion false)",
+            )
+
+
+def raw_from_pulumi() -> dict[str, str]:
+    """Every config value this program was given, from the Pulumi runtime."""
+    from pulumi.runtime import config as runtime_config
+
+    raw = dict(runtime_config.get_config_env())
+    raw.update(runtime_config.CONFIG.get())
+    return {key: str(value) for key, value in raw.items()}
+
+
+def from_stack_file(document: Mapping[str, Any] | None) -> dict[str, str]:
+    """Turns a parsed Pulumi.<stack>.yaml into the flat text map Pulumi would hand the program."""
+    section = (document or {}).get("config") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("config", section, "a map of namespace:key to value")
+    raw: dict[str, str] = {}
+    for key, value in section.items():
+        if ":" not in str(key):
+            raise ConfigError(str(key), value, "a key of the form namespace:name, e.g. etcd:clusterSize")
+        if isinstance(value, Mapping) and "secure" in value:
+            raise ConfigError(str(key), "[secret]", "a plain value; the offline render cannot decrypt secrets")
+        if isinstance(value, bool):
+            raw[str(key)] = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            raw[str(key)] = json.dumps(value)
+        else:
+            raw[str(key)] = str(value)
+    return raw

@@ -1,0 +1,170 @@
+"""Realistic stand-ins for AWS, used by `etcd-stack render` and by the tests alike.
+
+Every value is derived from the resource's type and name, so two runs of the same stack
+get the same ids, addresses and ARNs. Addresses land inside the subnet a resource is in;
+public addresses come from TEST-NET-3 (203.0.113.0/24), which is never routed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+
+ACCOUNT_ID = "123456789012"  # the account id AWS's own documentation uses
+PUBLIC_RANGE = ipaddress.IPv4Network("203.0.113.0/24")
+
+# Id prefixes AWS uses for each EC2 resource type.
+_EC2_PREFIXES = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/route:Route": "r",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "sg",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
+    "aws:ec2/instance:Instance": "i",
+    "aws:ec2/networkInterface:NetworkInterface": "eni",
+    "aws:ebs/volume:Volume": "vol",
+    "aws:ec2/flowLog:FlowLog": "fl",
+    "aws:ec2/keyPair:KeyPair": "key",
+}
+
+
+def digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _pick(network: ipaddress.IPv4Network, seed: str) -> str:
+    # Skip the five addresses AWS reserves in every subnet (first four and the last).
+    usable = network.num_addresses - 5
+    return str(network[4 + int(digest(seed), 16) % usable])
+
+
+class StackMocks(pulumi.runtime.Mocks):
+    def __init__(self, region: str):
+        self.region = region
+        self._subnet_cidrs: dict[str, ipaddress.IPv4Network] = {}
+        self._eip_addresses: dict[str, str] = {}
+        self._resources: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]] = {
+            "aws:ec2/subnet:Subnet": self._subnet,
+            "aws:ec2/eip:Eip": self._eip,
+            "aws:ec2/natGateway:NatGateway": self._nat_gateway,
+            "aws:ec2/instance:Instance": self._instance,
+            "aws:ec2/vpc:Vpc": self._vpc,
+        }
+        self._calls: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "aws:index/getAvailabilityZones:getAvailabilityZones": self._availability_zones,
+            "aws:ssm/getParameter:getParameter": self._ssm_parameter,
+        }
+
+    # --- resources --------------------------------------------------------------------------
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if not args.custom:
+            return "", {}
+        inputs = dict(args.inputs)
+        resource_id, state = self._identity(args.typ, args.name, inputs)
+        extra = self._resources.get(args.typ)
+        if extra is not None:
+            state.update(extra(args.name, inputs, resource_id))
+        return resource_id, {**inputs, **state}
+
+    def _identity(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Id, ARN and the physical name Pulumi's auto-naming would give."""
+        package, module_type = typ.split(":", 1)
+        module = module_type.split("/", 1)[0]
+        prefix = _EC2_PREFIXES.get(typ)
+        physical = inputs.get("name") or f"{name}-{digest(typ, name)[:7]}"
+        if prefix:
+            resource_id = f"{prefix}-{digest(typ, name)[:17]}"
+            arn = f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:{typ.rsplit(':', 1)[1].lower()}/{resource_id}"
+        elif module == "iam":
+            resource_id = physical
+            kind = typ.rsplit(":", 1)[1]
+            path = {"Role": "role", "InstanceProfile": "instance-profile", "Policy": "policy"}.get(kind, kind.lower())
+            arn = f"arn:aws:iam::{ACCOUNT_ID}:{path}/{physical}"
+        elif module == "cloudwatch" and typ.endswith("LogGroup"):
+            resource_id = physical
+            arn = f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{physical}"
+        else:
+            resource_id = f"{name}-{digest(typ, name)[:12]}"
+            arn = f"arn:aws:{module}:{self.region}:{ACCOUNT_ID}:{resource_id}"
+        state: dict[str, Any] = {"arn": arn, "id": resource_id}
+        if package == "aws" and module in ("iam", "cloudwatch"):
+            state["name"] = physical
+        if typ == "aws:ec2/keyPair:KeyPair":
+            state["keyName"] = inputs.get("keyName") or physical
+        return resource_id, state
+
+    def _vpc(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        return {
+            "defaultSecurityGroupId": f"sg-{digest('default-sg', name)[:17]}",
+            "mainRouteTableId": f"rtb-{digest('main-rtb', name)[:17]}",
+            "defaultNetworkAclId": f"acl-{digest('default-acl', name)[:17]}",
+            "ownerId": ACCOUNT_ID,
+        }
+
+    def _subnet(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        self._subnet_cidrs[resource_id] = ipaddress.IPv4Network(inputs["cidrBlock"])
+        return {"availabilityZoneId": self._zone_id("abc".index(inputs["availabilityZone"][-1]))}
+
+    def _eip(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        address = _pick(PUBLIC_RANGE, f"eip:{name}")
+        self._eip_addresses[resource_id] = address
+        return {"publicIp": address, "allocationId": resource_id, "domain": "vpc",
+                "publicDns": f"ec2-{address.replace('.', '-')}.{self.region}.compute.amazonaws.com"}
+
+    def _nat_gateway(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        subnet = self._subnet_cidrs[inputs["subnetId"]]
+        return {"privateIp": _pick(subnet, f"nat:{name}"), "publicIp": self._eip_addresses[inputs["allocationId"]],
+                "connectivityType": "public"}
+
+    def _instance(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        state: dict[str, Any] = {"instanceState": "running"}
+        subnet_id = inputs.get("subnetId")
+        if subnet_id in self._subnet_cidrs:
+            private_ip = _pick(self._subnet_cidrs[subnet_id], f"instance:{name}")
+            state.update(privateIp=private_ip, privateDns=f"ip-{private_ip.replace('.', '-')}.{self.region}.compute.internal")
+        if inputs.get("associatePublicIpAddress"):
+            state["publicIp"] = _pick(PUBLIC_RANGE, f"instance:{name}")
+        state["primaryNetworkInterfaceId"] = f"eni-{digest('eni', name)[:17]}"
+        return state
+
+    def _zone_id(self, index: int) -> str:
+        area, direction, number = self.region.split("-")[-3:]
+        return f"{area}{direction[0]}{number}-az{index + 1}"
+
+    # --- provider functions -----------------------------------------------------------------
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        handler = self._calls.get(args.token)
+        if handler is None:
+            raise NotImplementedError(f"the offline mocks do not answer {args.token}")
+        return handler(dict(args.args))
+
+    def _availability_zones(self, args: dict[str, Any]) -> dict[str, Any]:
+        letters = "abc"
+        return {
+            "id": self.region,
+            "names": [f"{self.region}{letter}" for letter in letters],
+            "zoneIds": [self._zone_id(i) for i in range(len(letters))],
+            "groupNames": [self.region] * len(letters),
+            "state": "available",
+        }
+
+    def _ssm_parameter(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = args["name"]
+        value = f"ami-{digest('ssm', self.region, name)[:17]}"
+        return {
+            "id": name, "name": name, "value": value, "insecureValue": value, "type": "String", "version": 1,
+            "arn": f"arn:aws:ssm:{self.region}::parameter{name}",
+        }

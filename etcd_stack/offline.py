@@ -1,0 +1,110 @@
+"""Runs the real program (`__main__.py`) in-process under the mocks and records what it registers."""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as runtime_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from etcd_stack import config
+from etcd_stack.mocks import StackMocks
+
+PROJECT = "etcd-aws"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SECRET = "[secret]"
+
+
+@dataclass(frozen=True)
+class Registered:
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+
+    def public(self) -> dict[str, Any]:
+        """The inventory entry: secret values replaced by a marker."""
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": redact(self.inputs)}
+
+
+@dataclass(frozen=True)
+class OfflineRun:
+    config: config.StackConfig
+    resources: list[Registered]
+    outputs: dict[str, Any]
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == typ]
+
+    def named(self, name: str, typ: str | None = None) -> Registered:
+        found = [r for r in self.resources if r.name == name and (typ is None or r.type == typ)]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r} of type {typ}")
+        return found[0]
+
+
+def redact(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        return SECRET
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def reveal(value: Any) -> Any:
+    """The plain value, secrets unwrapped (tests look inside them)."""
+    if rpc.is_rpc_secret(value):
+        return reveal(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {key: reveal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [reveal(item) for item in value]
+    return value
+
+
+def _logical_name(urn: str) -> str | None:
+    if not urn or urn.split("::")[2].endswith("pulumi:pulumi:Stack"):
+        return None
+    return urn.split("::")[-1]
+
+
+class RecordingMonitor(runtime_mocks.MockMonitor):
+    """The SDK's mock monitor, also keeping each registration's type, name, parent and raw inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registered: list[Registered] = []
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = rpc.deserialize_properties(request.object)
+            self.registered.append(Registered(request.type, request.name, _logical_name(request.parent), inputs))
+        return super().RegisterResource(request)
+
+
+def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__main__.py") -> OfflineRun:
+    """Validates the config, then runs the program under the mocks. A ConfigError leaves nothing registered."""
+    stack_config = config.load(raw, stack)
+    mocks = StackMocks(stack_config.region)
+    monitor = RecordingMonitor(mocks)
+    settings.ROOT.set(None)
+    pulumi.runtime.set_all_config(dict(raw))
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    root = settings.get_root_resource()
+
+    async def resolve_outputs() -> dict[str, Any]:
+        return await pulumi.Output.from_input(root.outputs).future(with_unknowns=True) or {}
+
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+    outputs = _sync_await(resolve_outputs())
+    ordered = sorted(monitor.registered, key=lambda r: (r.name, r.type))
+    return OfflineRun(config=stack_config, resources=ordered, outputs=outputs)
