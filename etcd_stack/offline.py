@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import runpy
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,9 @@ class Registered:
     name: str
     parent: str | None
     inputs: dict[str, Any]
+    id: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    ignore_changes: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The inventory entry: secret values replaced by a marker."""
@@ -42,6 +47,9 @@ class OfflineRun:
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]
+
+    def by_id(self, resource_id: str) -> Registered:
+        return next(r for r in self.resources if r.id == resource_id)
 
     def named(self, name: str, typ: str | None = None) -> Registered:
         found = [r for r in self.resources if r.name == name and (typ is None or r.type == typ)]
@@ -85,10 +93,42 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
         self.registered: list[Registered] = []
 
     def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = rpc.deserialize_properties(request.object)
-            self.registered.append(Registered(request.type, request.name, _logical_name(request.parent), inputs))
-        return super().RegisterResource(request)
+            state = self.resources[response.urn].state
+            self.registered.append(
+                Registered(request.type, request.name, _logical_name(request.parent), inputs, response.id, state,
+                           tuple(request.ignoreChanges))
+            )
+        return response
+
+
+@contextlib.contextmanager
+def _own_event_loops() -> Iterator[None]:
+    """Each run gets a fresh event loop, closed at the end with its executor. The mock monitor
+    answers from executor threads, where the SDK makes an event loop per thread that nobody closes;
+    left to the garbage collector at exit, they print errors. They are closed here too."""
+    created: list[asyncio.AbstractEventLoop] = []
+    original = asyncio.new_event_loop
+
+    def tracked() -> asyncio.AbstractEventLoop:
+        loop = original()
+        created.append(loop)
+        return loop
+
+    main = original()
+    asyncio.set_event_loop(main)
+    asyncio.new_event_loop = tracked
+    try:
+        yield
+    finally:
+        asyncio.new_event_loop = original
+        main.run_until_complete(main.shutdown_default_executor())
+        for loop in [*created, main]:
+            if not loop.is_running():
+                loop.close()
+        asyncio.set_event_loop(None)
 
 
 def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__main__.py") -> OfflineRun:
@@ -96,15 +136,16 @@ def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__mai
     stack_config = config.load(raw, stack)
     mocks = StackMocks(stack_config.region)
     monitor = RecordingMonitor(mocks)
-    settings.ROOT.set(None)
-    pulumi.runtime.set_all_config(dict(raw))
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    root = settings.get_root_resource()
 
     async def resolve_outputs() -> dict[str, Any]:
+        root = settings.get_root_resource()
         return await pulumi.Output.from_input(root.outputs).future(with_unknowns=True) or {}
 
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
-    outputs = _sync_await(resolve_outputs())
+    with _own_event_loops():
+        settings.ROOT.set(None)
+        pulumi.runtime.set_all_config(dict(raw))
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+        outputs = _sync_await(resolve_outputs())
     ordered = sorted(monitor.registered, key=lambda r: (r.name, r.type))
     return OfflineRun(config=stack_config, resources=ordered, outputs=outputs)

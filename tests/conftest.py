@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from etcd_stack import offline
+
+
+def openssh_public(key: Any) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+@pytest.fixture(scope="session")
+def ssh_key() -> str:
+    return openssh_public(ed25519.Ed25519PrivateKey.generate()) + " operator@laptop"
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> str:
+    return openssh_public(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+def encode(value: Any) -> str:
+    """A value as Pulumi hands it to a program: text, with lists and maps as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+@pytest.fixture
+def raw_config(ssh_key: str) -> Callable[..., dict[str, str]]:
+    """A valid stack config with a bastion; keyword arguments (etcd key names) override or, as None, remove."""
+
+    def build(region: str = "eu-west-2", **overrides: Any) -> dict[str, str]:
+        values: dict[str, Any] = {
+            "bastion": True,
+            "sshAllowedCidrs": ["198.51.100.7/32", "2001:db8::/48"],
+            "sshPublicKey": ssh_key,
+        }
+        values.update(overrides)
+        raw = {f"etcd:{key}": encode(value) for key, value in values.items() if value is not None}
+        if region is not None:
+            raw["aws:region"] = region
+        return raw
+
+    return build
+
+
+@pytest.fixture
+def run_stack(raw_config: Callable[..., dict[str, str]]) -> Callable[..., offline.OfflineRun]:
+    def run(**overrides: Any) -> offline.OfflineRun:
+        return offline.run(raw_config(**overrides), "test")
+
+    return run
