@@ -200,7 +200,9 @@ def _vpc_cidr(key: str, text: str) -> ipaddress.IPv4Network:
     if not any(network.subnet_of(private) for private in _RFC1918):
         raise ConfigError(key, text, "a private range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
     if not 16 <= network.prefixlen <= 24:
-        raise ConfigError(key, text, "a prefix from /16 to /24 (AWS allows no larger VPC; smaller leaves too few addresses)")
+        raise ConfigError(
+            key, text, "a prefix from /16 to /24 (AWS allows no larger VPC; a smaller one leaves too few addresses)"
+        )
     return network
 
 
@@ -286,7 +288,8 @@ def _tags(key: str, text: str) -> tuple[tuple[str, str], ...]:
         if not 1 <= len(name) <= 128 or name.lower().startswith("aws:") or name in RESERVED_TAGS:
             raise ConfigError(
                 f"{key}.{name}", name,
-                f"a tag name of 1 to 128 characters, not starting with 'aws:' and not one of {', '.join(RESERVED_TAGS)}",
+                "a tag name of 1 to 128 characters, not starting with 'aws:' and not one of "
+                + ", ".join(RESERVED_TAGS),
             )
         if len(value) > 256:
             raise ConfigError(f"{key}.{name}", value, "a tag value of at most 256 characters")

@@ -133,7 +133,8 @@ class StackMocks(pulumi.runtime.Mocks):
         subnet_id = inputs.get("subnetId")
         if subnet_id in self._subnet_cidrs:
             private_ip = _pick(self._subnet_cidrs[subnet_id], f"instance:{name}")
-            state.update(privateIp=private_ip, privateDns=f"ip-{private_ip.replace('.', '-')}.{self.region}.compute.internal")
+            host = private_ip.replace(".", "-")
+            state.update(privateIp=private_ip, privateDns=f"ip-{host}.{self.region}.compute.internal")
         if inputs.get("associatePublicIpAddress"):
             state["publicIp"] = _pick(PUBLIC_RANGE, f"instance:{name}")
         state["primaryNetworkInterfaceId"] = f"eni-{digest('eni', name)[:17]}"

@@ -121,7 +121,8 @@ class Network(pulumi.ComponentResource):
     def _nat_gateway(self, index: int, gateway: aws.ec2.InternetGateway) -> aws.ec2.NatGateway:
         name = f"{self._name}-nat-{index}"
         address = aws.ec2.Eip(
-            f"{name}-eip", domain="vpc", tags=tagged(self._tags, f"{name}-eip"), opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-eip", domain="vpc", tags=tagged(self._tags, f"{name}-eip"),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         return aws.ec2.NatGateway(
             name,

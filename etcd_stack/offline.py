@@ -92,7 +92,7 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
         super().__init__(mocks)
         self.registered: list[Registered] = []
 
-    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+    def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = rpc.deserialize_properties(request.object)

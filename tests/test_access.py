@@ -15,11 +15,11 @@ WORLD = {"0.0.0.0/0", "::/0"}
 
 @pytest.fixture(scope="module")
 def stack():
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     from etcd_stack import offline
 
     from .conftest import encode, openssh_public
-
-    from cryptography.hazmat.primitives.asymmetric import ed25519
 
     raw = {
         "aws:region": "us-east-2",

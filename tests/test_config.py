@@ -195,7 +195,7 @@ def test_unknown_key_suggests_the_closest_known_key(raw_config):
 def test_unknown_key_without_a_close_match_points_at_the_table(raw_config):
     raw = raw_config()
     raw["etcd:flavour"] = "vanilla"
-    with pytest.raises(ConfigError, match="see the configuration table in README.md"):
+    with pytest.raises(ConfigError, match=r"see the configuration table in README\.md"):
         load(raw)
 
 

@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make render` (the main job) and `make test`.
+# Both create .venv (the virtualenv Pulumi.yaml names) and install what they need first.
+STACK ?= dev
+OUT ?= build/$(STACK)
+PYTHON ?= python3
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+
+.PHONY: render test venv clean
+
+render: $(INSTALLED)
+	$(VENV)/bin/etcd-stack render --stack $(STACK) --out $(OUT)
+
+test: $(INSTALLED)
+	$(VENV)/bin/pytest
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build
