@@ -2,15 +2,23 @@
 
 import pulumi
 
-from etcd_stack import config
+from etcd_stack import config, dns, releases
 from etcd_stack.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
+from etcd_stack.addressing import plan_members
+from etcd_stack.discovery import DiscoveryToken
+from etcd_stack.dns import ClusterDns, DnsArgs
+from etcd_stack.load_balancer import ClientLoadBalancer, LoadBalancerArgs
+from etcd_stack.members import EtcdMembers, MembersArgs
 from etcd_stack.network import Network, NetworkArgs, availability_zones
+from etcd_stack.outputs import etcdctl_commands
+from etcd_stack.pki import ClusterPki, PkiArgs
+from etcd_stack.rendering import ClusterSettings, quota_backend_bytes
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
-tags = cfg.common_tags
+name, tags = cfg.cluster_name, cfg.common_tags
 
 network = Network(
-    cfg.cluster_name,
+    name,
     NetworkArgs(
         cidr=cfg.vpc_cidr,
         availability_zones=availability_zones(cfg.region),
@@ -19,16 +27,17 @@ network = Network(
         tags=tags,
     ),
 )
+members = plan_members(cfg.cluster_size, network.zones, dns.domain(name))
+client_endpoint = dns.client_endpoint(name)
 
 access = MemberAccess(
-    f"{cfg.cluster_name}-etcd",
+    f"{name}-access",
     MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, tags=tags),
 )
-
 bastion = None
 if cfg.bastion:
     bastion = Bastion(
-        f"{cfg.cluster_name}-bastion",
+        f"{name}-bastion",
         BastionArgs(
             instance_type=cfg.bastion_instance_type,
             subnet_id=network.public_subnet_ids[0],
@@ -41,6 +50,77 @@ if cfg.bastion:
         ),
     )
 
+pki = ClusterPki(f"{name}-pki", PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags))
+
+discovery_url = None
+if cfg.bootstrap is config.Bootstrap.DISCOVERY:
+    discovery_url = cfg.discovery_url or DiscoveryToken(
+        f"{name}-discovery", endpoint=cfg.discovery_endpoint, size=cfg.cluster_size
+    ).url
+
+etcd = EtcdMembers(
+    f"{name}-etcd",
+    MembersArgs(
+        cluster=ClusterSettings(
+            name=name,
+            token=f"{name}-{cfg.stack}",
+            version=cfg.version,
+            bootstrap=cfg.bootstrap,
+            members=members,
+            heartbeat_ms=cfg.heartbeat_ms,
+            election_ms=cfg.election_ms,
+            quota_backend_bytes=quota_backend_bytes(cfg.data_volume_size),
+        ),
+        discovery_url=discovery_url,
+        region=cfg.region,
+        instance_type=cfg.instance_type,
+        data_volume_size=cfg.data_volume_size,
+        private_subnet_ids=network.private_subnet_ids,
+        security_group_id=access.security_group_id,
+        roles=access.roles,
+        instance_profiles=access.instance_profiles,
+        secrets=pki.member_secrets,
+        ca_cert_pem=pki.ca_cert_pem,
+        tags=tags,
+        sha256=releases.SHA256[str(cfg.version)],
+    ),
+)
+
+balancer = ClientLoadBalancer(
+    f"{name}-client",
+    LoadBalancerArgs(
+        vpc_id=network.vpc_id,
+        subnet_ids=network.private_subnet_ids,
+        members=members,
+        after=etcd.interfaces,
+        tags=tags,
+    ),
+)
+ClusterDns(
+    f"{name}-dns",
+    DnsArgs(
+        domain=dns.domain(name),
+        client_endpoint=client_endpoint,
+        vpc_id=network.vpc_id,
+        members=members,
+        load_balancer_dns_name=balancer.dns_name,
+        load_balancer_zone_id=balancer.zone_id,
+        tags=tags,
+    ),
+)
+
+pulumi.export("clientEndpoint", f"https://{client_endpoint}:2379")
+pulumi.export("loadBalancerDnsName", balancer.dns_name)
+pulumi.export("members", [
+    {"name": m.name, "dnsName": m.dns_name, "ip": m.ip, "availabilityZone": m.availability_zone,
+     "instanceId": instance.id}
+    for m, instance in zip(members, etcd.instances, strict=True)
+])
+pulumi.export("caCertPem", pki.ca_cert_pem)
+pulumi.export("operatorCertPem", pki.operator.cert_pem)
+pulumi.export("operatorKeyPem", pki.operator.private_key_pem)
+pulumi.export("discoveryUrl", discovery_url)
+pulumi.export("etcdctl", etcdctl_commands(client_endpoint, [m.dns_name for m in members]))
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
 pulumi.export("publicSubnetIds", network.public_subnet_ids)

@@ -27,3 +27,33 @@ def plan_zones(vpc: ipaddress.IPv4Network, zones: Sequence[str]) -> tuple[ZonePl
         ZonePlan(index=i, availability_zone=zone, private=quarters[i], public=public_blocks[i])
         for i, zone in enumerate(zones)
     )
+
+
+# Members take host addresses from .10 up in their zone's private subnet, clear of the four AWS
+# reserves at the start. The load balancer's nodes take addresses after the members' interfaces exist.
+FIRST_MEMBER_HOST = 10
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    index: int
+    name: str
+    dns_name: str
+    ip: str
+    availability_zone: str
+    zone_index: int
+
+
+def member_name(index: int) -> str:
+    return f"etcd-{index}"
+
+
+def plan_members(size: int, zones: Sequence[ZonePlan], domain: str) -> tuple[MemberPlan, ...]:
+    """Members round-robin over the zones, each with a fixed address and name known before any instance."""
+    members = []
+    for index in range(size):
+        zone = zones[index % len(zones)]
+        ip = str(zone.private[FIRST_MEMBER_HOST + index // len(zones)])
+        name = member_name(index)
+        members.append(MemberPlan(index, name, f"{name}.{domain}", ip, zone.availability_zone, zone.index))
+    return tuple(members)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from etcd_stack import config, offline
+from etcd_stack.members import MEMBER_TAG
 
 EXIT_BAD_INPUT = 2
 
@@ -40,12 +42,25 @@ def render(args: argparse.Namespace) -> int:
     run = offline.run(raw, args.stack, program=args.project_dir / "__main__.py")
     inventory = [resource.public() for resource in run.resources]
 
+    user_data = {
+        resource.inputs["tags"][MEMBER_TAG]: resource.inputs["userData"]
+        for resource in run.of_type("aws:ec2/instance:Instance")
+        if MEMBER_TAG in resource.inputs.get("tags", {})
+    }
+
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "inventory.json").write_text(json.dumps(inventory, indent=2, sort_keys=True) + "\n")
+    members_dir = out / "members"
+    if members_dir.exists():
+        shutil.rmtree(members_dir)
+    for member, text in sorted(user_data.items()):
+        (members_dir / member).mkdir(parents=True)
+        (members_dir / member / "user-data").write_text(text)
 
     counts = Counter(resource.type for resource in run.resources)
     print(f"{args.stack}: {len(inventory)} resources in {run.config.region} -> {out / 'inventory.json'}")
+    print(f"{len(user_data)} members' user_data -> {members_dir}/<member>/user-data")
     for typ, count in sorted(counts.items()):
         print(f"  {count:3d}  {typ}")
     return 0

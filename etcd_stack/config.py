@@ -22,6 +22,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
+from etcd_stack import releases
+
 NAMESPACE = "etcd"
 REGION_KEY = "aws:region"
 
@@ -397,6 +399,12 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
             "etcd:bootstrap", c.bootstrap.value,
             f"etcd {c.version} has no v2 discovery (removed in 3.7); set etcd:bootstrap to 'static'",
         )
+    arch = releases.ETCD_ARCH[architecture(c.instance_type)]
+    if arch not in releases.SHA256.get(str(c.version), {}):
+        raise ConfigError(
+            "etcd:version", str(c.version),
+            f"a release whose {arch} checksum is known: {_version_list(releases.known_versions(arch))}",
+        )
     if c.bootstrap is Bootstrap.STATIC:
         for name in ("discoveryUrl", "discoveryEndpoint"):
             if name in explicit:
@@ -413,6 +421,22 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
             raise ConfigError(
                 "etcd:sshPublicKey", "", "an OpenSSH public key while etcd:bastion is true (or set etcd:bastion false)",
             )
+
+
+def _version_list(versions: list[str]) -> str:
+    """3.5.3, 3.5.4, ... 3.5.27 written as '3.5.3 to 3.5.27' where patches run without a gap."""
+    runs: list[list[tuple[int, ...]]] = []
+    for version in sorted(tuple(int(part) for part in v.split(".")) for v in versions):
+        last = runs[-1][-1] if runs else None
+        if last and last[:2] == version[:2] and last[2] + 1 == version[2]:
+            runs[-1].append(version)
+        else:
+            runs.append([version])
+    def name(version: tuple[int, ...]) -> str:
+        return ".".join(map(str, version))
+
+    text = [f"{name(run[0])} to {name(run[-1])}" if len(run) >= 3 else ", ".join(map(name, run)) for run in runs]
+    return ", ".join(text)
 
 
 def raw_from_pulumi() -> dict[str, str]:

@@ -13,6 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+
+from etcd_stack import certificates
+from etcd_stack.wire import reveal
 
 ACCOUNT_ID = "123456789012"  # the account id AWS's own documentation uses
 PUBLIC_RANGE = ipaddress.IPv4Network("203.0.113.0/24")
@@ -52,6 +57,7 @@ def _pick(network: ipaddress.IPv4Network, seed: str) -> str:
 class StackMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str):
         self.region = region
+        self.not_before = certificates.start_of_year()
         self._subnet_cidrs: dict[str, ipaddress.IPv4Network] = {}
         self._eip_addresses: dict[str, str] = {}
         self._resources: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]] = {
@@ -60,6 +66,14 @@ class StackMocks(pulumi.runtime.Mocks):
             "aws:ec2/natGateway:NatGateway": self._nat_gateway,
             "aws:ec2/instance:Instance": self._instance,
             "aws:ec2/vpc:Vpc": self._vpc,
+            "aws:ec2/networkInterface:NetworkInterface": self._network_interface,
+            "aws:lb/loadBalancer:LoadBalancer": self._load_balancer,
+            "aws:route53/zone:Zone": self._zone,
+            "pulumi-python:dynamic:Resource": self._dynamic,
+            "tls:index/privateKey:PrivateKey": self._tls_private_key,
+            "tls:index/selfSignedCert:SelfSignedCert": self._tls_self_signed,
+            "tls:index/certRequest:CertRequest": self._tls_request,
+            "tls:index/locallySignedCert:LocallySignedCert": self._tls_signed,
         }
         self._calls: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._availability_zones,
@@ -139,6 +153,69 @@ class StackMocks(pulumi.runtime.Mocks):
             state["publicIp"] = _pick(PUBLIC_RANGE, f"instance:{name}")
         state["primaryNetworkInterfaceId"] = f"eni-{digest('eni', name)[:17]}"
         return state
+
+    def _network_interface(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        addresses = inputs.get("privateIps") or [_pick(self._subnet_cidrs[inputs["subnetId"]], f"eni:{name}")]
+        return {"privateIp": addresses[0], "privateIps": addresses, "macAddress": "02:" + ":".join(
+            digest("mac", name)[i:i + 2] for i in range(0, 10, 2))}
+
+    def _load_balancer(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        physical = f"{name[:20]}-{digest('lb', name)[:8]}"
+        scheme = "internal-" if inputs.get("internal") else ""
+        return {
+            "arn": f"arn:aws:elasticloadbalancing:{self.region}:{ACCOUNT_ID}:loadbalancer/net/{physical}/"
+                   f"{digest('lb-id', name)[:16]}",
+            "dnsName": f"{scheme}{physical}-{digest('lb-dns', name)[:16]}.elb.{self.region}.amazonaws.com",
+            "zoneId": "Z" + digest("lb-zone", self.region)[:12].upper(),
+            "name": physical,
+        }
+
+    def _zone(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        zone_id = "Z" + digest("zone", name)[:20].upper()
+        return {"zoneId": zone_id, "arn": f"arn:aws:route53:::hostedzone/{zone_id}",
+                "nameServers": [f"ns-{i}.awsdns-00.com" for i in range(4)]}
+
+    def _dynamic(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        """Dynamic resources never run under mocks; a discovery token answers as the service would."""
+        if "endpoint" in inputs and "size" in inputs:
+            return {"url": f"{inputs['endpoint']}/{digest('discovery', name, str(inputs['size']))[:32]}"}
+        return {}
+
+    # --- tls: what pulumi-tls would make, as real PEMs --------------------------------------
+
+    def _tls_private_key(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        key = certificates.private_key(f"mock:{name}")
+        return {"privateKeyPem": certificates.key_pem(key), "publicKeyPem": certificates.public_pem(key),
+                "algorithm": "ECDSA", "ecdsaCurve": "P256"}
+
+    def _tls_self_signed(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        key = load_pem_private_key(reveal(inputs["privateKeyPem"]).encode(), None)
+        cert = certificates.self_signed_ca(
+            key, inputs["subject"]["commonName"], self.not_before, inputs["validityPeriodHours"],
+            inputs["allowedUses"],
+        )
+        return {"certPem": certificates.cert_pem(cert), **self._validity(cert)}
+
+    def _tls_request(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        key = load_pem_private_key(reveal(inputs["privateKeyPem"]).encode(), None)
+        request = certificates.signing_request(
+            key, inputs["subject"]["commonName"], inputs.get("dnsNames", []), inputs.get("ipAddresses", [])
+        )
+        return {"certRequestPem": request.public_bytes(Encoding.PEM).decode()}
+
+    def _tls_signed(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        ca_key = load_pem_private_key(reveal(inputs["caPrivateKeyPem"]).encode(), None)
+        ca_cert = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
+        request = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
+        cert = certificates.sign(
+            request, ca_key, ca_cert, inputs["allowedUses"], self.not_before, inputs["validityPeriodHours"]
+        )
+        return {"certPem": certificates.cert_pem(cert), **self._validity(cert)}
+
+    @staticmethod
+    def _validity(cert: x509.Certificate) -> dict[str, Any]:
+        return {"validityStartTime": cert.not_valid_before_utc.isoformat(),
+                "validityEndTime": cert.not_valid_after_utc.isoformat(), "readyForRenewal": False}
 
     def _zone_id(self, index: int) -> str:
         area, direction, number = self.region.split("-")[-3:]

@@ -18,10 +18,10 @@ from pulumi.runtime.sync_await import _sync_await
 
 from etcd_stack import config
 from etcd_stack.mocks import StackMocks
+from etcd_stack.wire import redact, reveal  # noqa: F401 (tests reach reveal through here)
 
 PROJECT = "etcd-aws"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-SECRET = "[secret]"
 
 
 @dataclass(frozen=True)
@@ -56,27 +56,6 @@ class OfflineRun:
         if len(found) != 1:
             raise KeyError(f"{len(found)} resources named {name!r} of type {typ}")
         return found[0]
-
-
-def redact(value: Any) -> Any:
-    if rpc.is_rpc_secret(value):
-        return SECRET
-    if isinstance(value, dict):
-        return {key: redact(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
-
-
-def reveal(value: Any) -> Any:
-    """The plain value, secrets unwrapped (tests look inside them)."""
-    if rpc.is_rpc_secret(value):
-        return reveal(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {key: reveal(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [reveal(item) for item in value]
-    return value
 
 
 def _logical_name(urn: str) -> str | None:

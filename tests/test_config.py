@@ -68,8 +68,19 @@ def test_supported_release_lines(raw_config, version):
     assert str(load(raw_config(version=version)).version) == version
 
 
-def test_static_bootstrap_allows_etcd_3_7(raw_config):
-    assert load(raw_config(version="3.7.1", bootstrap="static")).version.line == (3, 7)
+def test_a_version_without_a_known_checksum_is_refused_with_the_known_ones(raw_config):
+    with pytest.raises(ConfigError) as caught:
+        load(raw_config(version="3.7.1", bootstrap="static"))
+    message = str(caught.value)
+    assert message.startswith("etcd:version: '3.7.1' is not allowed: a release whose amd64 checksum is known: ")
+    assert "3.4.27, 3.5.3 to 3.5.27, 3.6.5, 3.6.9, 3.6.11, 3.6.13, 3.6.14" in message
+
+
+def test_graviton_members_need_an_arm64_checksum(raw_config):
+    assert load(raw_config(version="3.6.13", instanceType="m7i.large")).version == EtcdVersion(3, 6, 13)
+    refused = r"^etcd:version: '3\.6\.13' .*arm64 checksum is known: .*3\.6\.11, 3\.6\.14$"
+    with pytest.raises(ConfigError, match=refused):
+        load(raw_config(version="3.6.13", instanceType="m7g.large"))
 
 
 def test_a_premade_discovery_url_is_kept(raw_config):

@@ -1,0 +1,271 @@
+"""Pure renderers: plain values in, the text each member runs out.
+
+The etcd configuration is built as data with the key set of the target etcd line; the
+cloud-config document, the systemd unit and the bootstrap script come from the Jinja2
+templates in templates/. Nothing here touches Pulumi or the network.
+"""
+
+from __future__ import annotations
+
+import shlex
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from etcd_stack.addressing import MemberPlan
+from etcd_stack.config import Bootstrap, EtcdVersion
+from etcd_stack.releases import download_url
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
+GIB = 1024**3
+# EC2 refuses user_data over 16 KB.
+USER_DATA_LIMIT = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things live on a member. The sandbox moves them under its own directory."""
+
+    config_file: str = "/etc/etcd/etcd.yaml"
+    pki_dir: str = "/etc/etcd/pki"
+    data_mount: str = "/var/lib/etcd"
+    data_dir: str = "/var/lib/etcd/data"
+    bin_dir: str = "/usr/local/bin"
+    unit_file: str = "/etc/systemd/system/etcd.service"
+    bootstrap_script: str = "/usr/local/sbin/etcd-bootstrap"
+    fstab: str = "/etc/fstab"
+
+    @property
+    def ca_file(self) -> str:
+        return f"{self.pki_dir}/ca.crt"
+
+    @property
+    def cert_file(self) -> str:
+        return f"{self.pki_dir}/member.crt"
+
+    @property
+    def key_file(self) -> str:
+        return f"{self.pki_dir}/member.key"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What every member's configuration shares."""
+
+    name: str
+    token: str
+    version: EtcdVersion
+    bootstrap: Bootstrap
+    members: tuple[MemberPlan, ...]
+    heartbeat_ms: int
+    election_ms: int
+    quota_backend_bytes: int
+    discovery_url: str | None = None
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """What the bootstrap script needs beyond the configuration: where etcd and the secrets come from."""
+
+    sha256: Mapping[str, str]
+    region: str
+    key_parameter: str
+    cert_parameter: str
+    volume_id: str
+    urls: Mapping[str, str] = field(default_factory=dict)
+
+    def url(self, arch: str, version: EtcdVersion) -> str:
+        return self.urls.get(arch) or download_url(str(version), arch)
+
+
+def quota_backend_bytes(volume_gib: int) -> int:
+    """etcd's recommended ceiling of 8 GiB, but never more than half the data volume."""
+    return min(8 * GIB, volume_gib * GIB // 2)
+
+
+def _urls(scheme: str, hosts: Sequence[str], port: int) -> str:
+    return ",".join(f"{scheme}://{host}:{port}" for host in hosts)
+
+
+def _listen_hosts(member: MemberPlan) -> list[str]:
+    # Local tools reach the member on loopback too, unless its own address already is loopback.
+    return [member.ip] if member.ip.startswith("127.") else [member.ip, "127.0.0.1"]
+
+
+def _transport_security(paths: Paths) -> dict[str, Any]:
+    return {
+        "cert-file": paths.cert_file,
+        "key-file": paths.key_file,
+        "trusted-ca-file": paths.ca_file,
+        "client-cert-auth": True,
+        "auto-tls": False,
+    }
+
+
+def etcd_config(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> dict[str, Any]:
+    """The member's --config-file as data. etcd silently ignores unknown keys, so each key here is
+    one the target line knows (tests check them against the real etcd and its source)."""
+    hosts = _listen_hosts(member)
+    config: dict[str, Any] = {
+        "name": member.name,
+        "data-dir": paths.data_dir,
+        "listen-peer-urls": _urls("https", [member.ip], PEER_PORT),
+        "listen-client-urls": _urls("https", hosts, CLIENT_PORT),
+        # Plain HTTP on purpose: the load balancer's health check has no client certificate.
+        "listen-metrics-urls": _urls("http", hosts, METRICS_PORT),
+        "advertise-client-urls": _urls("https", [member.dns_name], CLIENT_PORT),
+        "initial-advertise-peer-urls": _urls("https", [member.dns_name], PEER_PORT),
+        "initial-cluster-state": "new",
+        "heartbeat-interval": cluster.heartbeat_ms,
+        "election-timeout": cluster.election_ms,
+        "quota-backend-bytes": cluster.quota_backend_bytes,
+        "auto-compaction-mode": "periodic",
+        "auto-compaction-retention": "1h",
+        "snapshot-count": 10000,
+        "strict-reconfig-check": True,
+        "logger": "zap",
+        "log-level": "info",
+        "log-outputs": ["stderr"],
+        "client-transport-security": _transport_security(paths),
+        "peer-transport-security": _transport_security(paths),
+    }
+    if cluster.bootstrap is Bootstrap.DISCOVERY:
+        config["discovery"] = cluster.discovery_url
+    else:
+        config["initial-cluster"] = ",".join(
+            f"{m.name}={_urls('https', [m.dns_name], PEER_PORT)}" for m in cluster.members
+        )
+        config["initial-cluster-token"] = cluster.token
+    line = cluster.version.line
+    if line == (3, 4):
+        config["enable-grpc-gateway"] = True  # off by default in 3.4's config file
+    if line <= (3, 5):
+        config["experimental-initial-corrupt-check"] = True
+    else:
+        config["feature-gates"] = "InitialCorruptCheck=true"
+    return config
+
+
+# --- text: YAML and templates ---------------------------------------------------------------
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, so PEM blocks and scripts read as themselves."""
+
+
+_LiteralDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
+)
+
+
+def to_yaml(value: Any) -> str:
+    return yaml.dump(value, Dumper=_LiteralDumper, sort_keys=False, width=float("inf"))
+
+
+def yaml_value(value: Any, indent: int = 0) -> str:
+    """A value as YAML, for a template: the emitter picks quoting and block style; continuation
+    lines move right by `indent` so the block sits under its key."""
+    text = to_yaml(value)
+    if text.endswith("\n...\n"):
+        text = text[: -len("...\n")]
+    first, _, rest = text.rstrip("\n").partition("\n")
+    return first + ("\n" + textwrap.indent(rest, " " * indent) if rest else "")
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    environment.filters["yaml"] = yaml_value
+    environment.filters["sh"] = lambda value: shlex.quote(str(value))
+    return environment
+
+
+_ENV = _environment()
+
+
+def render_template(name: str, **values: Any) -> str:
+    return _ENV.get_template(name).render(**values)
+
+
+def systemd_unit(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    return render_template(
+        "etcd.service.j2",
+        member_name=member.name,
+        cluster_name=cluster.name,
+        data_mount=paths.data_mount,
+        etcd_binary=f"{paths.bin_dir}/etcd",
+        config_file=paths.config_file,
+    )
+
+
+def bootstrap_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings) -> str:
+    return render_template(
+        "etcd-bootstrap.sh.j2",
+        member_name=member.name,
+        version=str(cluster.version),
+        url_amd64=boot.url("amd64", cluster.version),
+        url_arm64=boot.url("arm64", cluster.version),
+        sha256_amd64=boot.sha256.get("amd64", ""),
+        sha256_arm64=boot.sha256.get("arm64", ""),
+        region=boot.region,
+        key_parameter=boot.key_parameter,
+        cert_parameter=boot.cert_parameter,
+        # Nitro instances name an EBS volume by its id; Xen ones by the attachment's device name.
+        nvme_device=f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{boot.volume_id.replace('-', '')}",
+        xen_device="/dev/xvdf",
+        paths=paths,
+    )
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str
+    content: str
+    permissions: str = "0644"
+    owner: str = "root:root"
+
+
+def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings,
+                 ca_cert_pem: str) -> list[WrittenFile]:
+    return [
+        WrittenFile(paths.config_file, to_yaml(etcd_config(cluster, member, paths))),
+        WrittenFile(paths.ca_file, ca_cert_pem),
+        WrittenFile(paths.unit_file, systemd_unit(cluster, member, paths)),
+        WrittenFile(paths.bootstrap_script, bootstrap_script(cluster, member, paths, boot), permissions="0755"),
+    ]
+
+
+def user_data(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings,
+              ca_cert_pem: str) -> str:
+    """The member's #cloud-config: public material only; the member key stays in SSM."""
+    files = member_files(cluster, member, paths, boot, ca_cert_pem)
+    document = render_template(
+        "cloud-config.yaml.j2",
+        member_name=member.name,
+        cluster_name=cluster.name,
+        files=files,
+        bootstrap_script=paths.bootstrap_script,
+    )
+    _check_round_trip(document, files)
+    if len(document.encode()) > USER_DATA_LIMIT:
+        raise ValueError(f"user_data of {member.name} is {len(document.encode())} bytes; EC2 allows {USER_DATA_LIMIT}")
+    return document
+
+
+def _check_round_trip(document: str, files: list[WrittenFile]) -> None:
+    """Every body must come back byte for byte when cloud-init parses the document."""
+    parsed = yaml.safe_load(document)
+    written = [(f["path"], f["content"], f["permissions"], f["owner"]) for f in parsed["write_files"]]
+    expected = [(f.path, f.content, f.permissions, f.owner) for f in files]
+    if written != expected:
+        raise ValueError("rendered cloud-config does not parse back to the files it was given")
