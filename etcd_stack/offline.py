@@ -33,6 +33,8 @@ class Registered:
     id: str = ""
     state: dict[str, Any] = field(default_factory=dict)
     ignore_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
+    dependencies: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The inventory entry: secret values replaced by a marker."""
@@ -78,7 +80,8 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
             state = self.resources[response.urn].state
             self.registered.append(
                 Registered(request.type, request.name, _logical_name(request.parent), inputs, response.id, state,
-                           tuple(request.ignoreChanges))
+                           tuple(request.ignoreChanges), request.deleteBeforeReplace,
+                           tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)))
             )
         return response
 

@@ -40,6 +40,7 @@ class Paths:
     unit_file: str = "/etc/systemd/system/etcd.service"
     bootstrap_script: str = "/usr/local/sbin/etcd-bootstrap"
     fstab: str = "/etc/fstab"
+    devices: str = "/dev"
 
     @property
     def ca_file(self) -> str:
@@ -221,8 +222,8 @@ def bootstrap_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
         key_parameter=boot.key_parameter,
         cert_parameter=boot.cert_parameter,
         # Nitro instances name an EBS volume by its id; Xen ones by the attachment's device name.
-        nvme_device=f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{boot.volume_id.replace('-', '')}",
-        xen_device="/dev/xvdf",
+        nvme_device=f"{paths.devices}/disk/by-id/nvme-Amazon_Elastic_Block_Store_{boot.volume_id.replace('-', '')}",
+        xen_device=f"{paths.devices}/xvdf",
         paths=paths,
     )
 
