@@ -60,8 +60,12 @@ def ca_common_name(cluster_name: str) -> str:
 
 # --- issuing with cryptography --------------------------------------------------------------
 
+def new_private_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 def private_key(seed: str) -> ec.EllipticCurvePrivateKey:
-    """A P-256 key derived from the seed."""
+    """A P-256 key derived from the seed: for stand-ins that must repeat, never for a real cluster."""
     order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
     scalar = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big") % (order - 1) + 1
     return ec.derive_private_key(scalar, ec.SECP256R1())

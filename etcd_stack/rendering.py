@@ -159,10 +159,14 @@ class _LiteralDumper(yaml.SafeDumper):
     """Multi-line strings as literal blocks, so PEM blocks and scripts read as themselves."""
 
 
-_LiteralDumper.add_representer(
-    str,
-    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
-)
+def _literal_when_safe(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    # A block that starts with a space or a line break needs an indentation indicator, which holds only
+    # at the indentation it was emitted for; such text is emitted double-quoted instead.
+    style = "|" if "\n" in text and not text.startswith((" ", "\n")) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_LiteralDumper.add_representer(str, _literal_when_safe)
 
 
 def to_yaml(value: Any) -> str:

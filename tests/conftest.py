@@ -59,3 +59,34 @@ def run_stack(raw_config: Callable[..., dict[str, str]]) -> Callable[..., offlin
         return offline.run(raw_config(**overrides), "test")
 
     return run
+
+
+# Stacks whose members the real-tool tests check: both bootstrap modes, both CPUs, three etcd lines.
+VARIANTS = {
+    "static-3.6-amd64": {"bootstrap": "static"},
+    "discovery-3.6-5-members": {"clusterSize": 5},
+    "static-3.5-arm64": {"bootstrap": "static", "version": "3.5.27", "instanceType": "m7g.large"},
+    "discovery-3.4": {"version": "3.4.27"},
+}
+
+
+@pytest.fixture(scope="session")
+def rendered_members() -> dict[str, str]:
+    """`variant/member` -> that member's exact user_data, from the program run under the mocks."""
+    found = {}
+    for variant, overrides in VARIANTS.items():
+        raw = {"aws:region": "eu-west-2", "etcd:bastion": "false"}
+        raw.update({f"etcd:{key}": encode(value) for key, value in overrides.items()})
+        run = offline.run(raw, "test")
+        for instance in run.of_type("aws:ec2/instance:Instance"):
+            member = instance.inputs["tags"].get("etcd-member")
+            if member:
+                found[f"{variant}/{member}"] = instance.inputs["userData"]
+    return found
+
+
+def written_file(user_data: str, path: str) -> str:
+    import yaml
+
+    (content,) = [f["content"] for f in yaml.safe_load(user_data)["write_files"] if f["path"] == path]
+    return content

