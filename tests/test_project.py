@@ -85,6 +85,12 @@ def test_code_passes_ruff():
     assert result.returncode == 0, result.stdout
 
 
+def test_shellcheck_passes_the_project_scripts():
+    scripts = [PROJECT_DIR / ".ci" / "run", PROJECT_DIR / "scripts" / "install-test-tools"]
+    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
 def test_github_workflow_passes_actionlint():
     actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
     assert actionlint, "actionlint comes with the test extra"
