@@ -62,7 +62,25 @@ def test_two_renders_of_the_same_stack_are_identical(dev_render, tmp_path):
     _, out = dev_render
     again = etcd_stack("render", "--stack", "dev", "--out", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr
-    assert (tmp_path / "again" / "inventory.json").read_bytes() == (out / "inventory.json").read_bytes()
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
+    for path in written:
+        assert (tmp_path / "again" / path).read_bytes() == (out / path).read_bytes(), path
+
+
+def test_render_writes_each_member_exact_user_data(dev_render):
+    import yaml
+
+    result, out = dev_render
+    inventory = json.loads((out / "inventory.json").read_text())
+    instances = {e["inputs"]["tags"]["etcd-member"]: e for e in inventory if e["type"] == "aws:ec2/instance:Instance"}
+    assert sorted(p.name for p in (out / "members").iterdir()) == ["etcd-0", "etcd-1", "etcd-2"]
+    for member, entry in instances.items():
+        user_data = (out / "members" / member / "user-data").read_text()
+        assert user_data == entry["inputs"]["userData"]
+        assert user_data.startswith("#cloud-config\n")
+        assert yaml.safe_load(user_data)["write_files"][0]["path"] == "/etc/etcd/etcd.yaml"
+    assert f"3 members' user_data -> {out / 'members'}/<member>/user-data" in result.stdout
 
 
 BAD_FILES = {
