@@ -159,13 +159,14 @@ def _version(key: str, text: str) -> EtcdVersion:
     return version
 
 
-_CLUSTER_NAME = re.compile(r"[a-z][a-z0-9-]{0,18}[a-z0-9]")
+# Short enough that auto-named load balancers and target groups stay within AWS's 32 characters.
+_CLUSTER_NAME = re.compile(r"[a-z][a-z0-9-]{0,14}[a-z0-9]")
 
 
 def _cluster_name(key: str, text: str) -> str:
     if not _CLUSTER_NAME.fullmatch(text) or "--" in text:
         raise ConfigError(
-            key, text, "2 to 20 lowercase letters, digits and single hyphens, starting with a letter"
+            key, text, "2 to 16 lowercase letters, digits and single hyphens, starting with a letter"
         )
     return text
 

@@ -7,6 +7,7 @@ member rejoins as itself with its data.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -129,7 +130,7 @@ class EtcdMembers(pulumi.ComponentResource):
     def _render(self, plan: MemberPlan, secrets: MemberSecrets, ca_cert_pem: str, discovery_url: str | None,
                 volume_id: str) -> str:
         args = self._args
-        cluster = ClusterSettings(**{**args.cluster.__dict__, "discovery_url": discovery_url})
+        cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url)
         boot = BootstrapSettings(
             sha256=args.sha256,
             region=args.region,

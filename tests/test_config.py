@@ -175,7 +175,7 @@ BAD = {
     "tag Name": ({"tags": {"Name": "x"}}, "etcd:tags.Name", "not one of Name"),
     "tag long": ({"tags": {"team": "x" * 257}}, "etcd:tags.team", "at most 256"),
     "cluster name": ({"clusterName": "Etcd_Prod"}, "etcd:clusterName", "lowercase letters"),
-    "cluster name long": ({"clusterName": "a" * 21}, "etcd:clusterName", "2 to 20"),
+    "cluster name long": ({"clusterName": "a" * 17}, "etcd:clusterName", "2 to 16"),
 }
 
 
