@@ -18,7 +18,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from etcd_stack import config
 from etcd_stack.mocks import StackMocks
-from etcd_stack.wire import redact, reveal  # noqa: F401 (tests reach reveal through here)
+from etcd_stack.wire import redact
 
 PROJECT = "etcd-aws"
 PROJECT_DIR = Path(__file__).resolve().parent.parent

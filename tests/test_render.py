@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from etcd_stack import offline
+from etcd_stack.wire import reveal
 
 ROOT = offline.PROJECT_DIR
 
@@ -127,7 +128,7 @@ def test_secret_inputs_are_masked_in_the_inventory(tmp_path, raw_config):
     run = offline.run(raw_config(), "test", program=program)
     (parameter,) = run.resources
     assert parameter.public()["inputs"] == {"type": "SecureString", "value": "[secret]", "tags": {"a": "b"}}
-    assert offline.reveal(parameter.inputs)["value"] == "hunter2"
+    assert reveal(parameter.inputs)["value"] == "hunter2"
     assert "hunter2" not in json.dumps(parameter.public())
 
 
