@@ -6,13 +6,14 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from etcd_stack import config, offline
+from etcd_stack import config, offline, sandbox
 from etcd_stack.members import MEMBER_TAG
 
 EXIT_BAD_INPUT = 2
@@ -66,6 +67,48 @@ def render(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_up(args: argparse.Namespace) -> int:
+    raw = read_stack_file(args.project_dir, args.stack)
+    cfg = config.load(raw, args.stack)
+    bootstrap = config.Bootstrap(args.bootstrap) if args.bootstrap else cfg.bootstrap
+    started = time.monotonic()
+    try:
+        box = sandbox.up(args.dir, args.stack, cfg, bootstrap, report=print, timeout_s=args.timeout)
+    except sandbox.MemberFailed as failure:
+        print(f"etcd-stack sandbox up: {failure}; the last lines of its log:", file=sys.stderr)
+        for line in failure.log:
+            print(f"    {line}", file=sys.stderr)
+        print("stopped the other members", file=sys.stderr)
+        return 1
+    env = box.directory / "etcdctl.env"
+    print(f"ready: {len(box.members)} members healthy in {time.monotonic() - started:.1f}s")
+    print("try:")
+    for line in (f"source {env}", "etcdctl member list --write-out table", "etcdctl endpoint health",
+                 "etcdctl put greeting hello && etcdctl get greeting",
+                 f"etcd-stack sandbox status --dir {args.dir}", f"etcd-stack sandbox down --dir {args.dir}"):
+        print(f"  {line}")
+    return 0
+
+
+def sandbox_status(args: argparse.Namespace) -> int:
+    box = sandbox.Sandbox.load(args.dir.resolve())
+    rows = box.status()
+    print(f"{'member':8} {'address':12} {'pid':>7}  {'health (/health on 2381)':26} {'leader':8} {'raft term':>9}")
+    for row in rows:
+        pid = row["pid"] or "-"
+        print(f"{row['name']:8} {row['ip']:12} {pid!s:>7}  {row['health']!s:26} {row.get('leader', '-')!s:8} "
+              f"{row.get('raft_term', '-')!s:>9}")
+    return 0 if all(str(row["health"]).endswith(" healthy") for row in rows) else 1
+
+
+def sandbox_down(args: argparse.Namespace) -> int:
+    stopped = sandbox.down(args.dir, purge=args.purge)
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    if args.purge:
+        print(f"removed the sandbox's files from {args.dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: offline render and local tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--project-dir", type=Path, default=offline.PROJECT_DIR, help="the Pulumi project (default: this checkout)"
     )
     render_parser.set_defaults(handler=render)
+
+    sandbox_parser = commands.add_parser("sandbox", help="the stack's cluster as real etcd processes on this machine")
+    actions = sandbox_parser.add_subparsers(dest="action", required=True)
+    up_parser = actions.add_parser("up", help="start the members (loopback, TLS) and wait until they are healthy")
+    up_parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    up_parser.add_argument("--dir", required=True, type=Path, help="directory for configuration, data and logs")
+    up_parser.add_argument("--bootstrap", choices=[b.value for b in config.Bootstrap],
+                           help="override the stack's bootstrap (discovery runs a local v2 discovery service)")
+    up_parser.add_argument("--timeout", type=float, default=sandbox.START_TIMEOUT_S,
+                           help="seconds to wait for health (default %(default)s)")
+    up_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
+    up_parser.set_defaults(handler=sandbox_up)
+    status_parser = actions.add_parser("status", help="members, leader, raft term and health")
+    status_parser.add_argument("--dir", required=True, type=Path)
+    status_parser.set_defaults(handler=sandbox_status)
+    down_parser = actions.add_parser("down", help="stop every process `up` started")
+    down_parser.add_argument("--dir", required=True, type=Path)
+    down_parser.add_argument("--purge", action="store_true", help="also remove data, certificates and logs")
+    down_parser.set_defaults(handler=sandbox_down)
     return parser
 
 
@@ -89,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, config.ConfigError) as error:
         print(f"etcd-stack {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except sandbox.SandboxError as error:
+        print(f"etcd-stack sandbox {args.action}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
