@@ -1,7 +1,9 @@
-# Two commands on a fresh machine: `make render` (the main job) and `make test`.
-# Both create .venv (the virtualenv Pulumi.yaml names) and install what they need first.
+# Two commands on a fresh machine: `make sandbox` (the main job: the dev stack's cluster as real etcd
+# members on this machine) and `make test`. Each creates .venv (the virtualenv Pulumi.yaml names) and
+# installs what it needs first. `make render` writes the offline preview of the AWS resources.
 STACK ?= dev
 OUT ?= build/$(STACK)
+DIR ?= build/sandbox
 PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
@@ -9,7 +11,16 @@ INSTALLED := $(VENV)/.installed
 ETCD34 := $(VENV)/etcd-3.4
 TEST_TOOLS := $(VENV)/.test-tools
 
-.PHONY: render test venv clean
+.PHONY: sandbox sandbox-status sandbox-down render test venv clean
+
+sandbox: $(INSTALLED)
+	$(VENV)/bin/etcd-stack sandbox up --stack $(STACK) --dir $(DIR)
+
+sandbox-status: $(INSTALLED)
+	$(VENV)/bin/etcd-stack sandbox status --dir $(DIR)
+
+sandbox-down: $(INSTALLED)
+	$(VENV)/bin/etcd-stack sandbox down --dir $(DIR)
 
 render: $(INSTALLED)
 	$(VENV)/bin/etcd-stack render --stack $(STACK) --out $(OUT)
@@ -22,7 +33,7 @@ venv: $(INSTALLED)
 $(INSTALLED): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[sandbox,test]'
 	touch $@
 
 $(TEST_TOOLS): scripts/install-test-tools $(INSTALLED)

@@ -49,7 +49,7 @@ def test_readme_outputs_table_lists_every_stack_output(run_stack):
 
 def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
     commands = re.findall(r"^(make \w+)\s+#", README, flags=re.MULTILINE)
-    assert commands[:2] == ["make render", "make test"]
+    assert commands[:2] == ["make sandbox", "make test"]
     ci = (PROJECT_DIR / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, flags=re.MULTILINE)
 

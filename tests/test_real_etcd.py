@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from etcd_stack import rendering
+from etcd_stack import config, rendering, sandbox
 from etcd_stack.config import Bootstrap, EtcdVersion
-from etcd_stack.local import local_members, local_paths, write_pki
+from etcd_stack.gateway import local_session
+from etcd_stack.local import local_members, local_paths
 from etcd_stack.rendering import ClusterSettings
 
 from .conftest import VARIANTS, written_file
@@ -120,50 +119,20 @@ def test_rendered_members_use_only_keys_their_line_knows(rendered_members):
 
 # --- a real cluster from the rendered files -------------------------------------------------
 
-@pytest.fixture
-def processes():
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        process.kill()
-    for process in started:
-        process.wait(timeout=10)
-
-
-def wait_healthy(members, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    pending = {m.ip for m in members}
-    while pending and time.monotonic() < deadline:
-        for ip in sorted(pending):
-            try:
-                if requests.get(f"http://{ip}:2381/health", timeout=1).status_code == 200:
-                    pending.discard(ip)
-            except requests.ConnectionError:
-                pass
-        time.sleep(0.1)
-    assert not pending, f"members at {sorted(pending)} not healthy within {timeout_s}s"
-
-
 @pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
-def test_a_three_member_tls_cluster_starts_from_the_rendered_configuration(line, tmp_path, processes):
-    binary = BINARIES[line]
-    members = local_members(3)
-    client = write_pki(tmp_path, members)
-    settings = cluster(line, Bootstrap.STATIC, members, token=f"test-{tmp_path.name}")
-    for member in members:
-        paths = local_paths(tmp_path, member)
-        Path(paths.config_file).write_text(rendering.to_yaml(rendering.etcd_config(settings, member, paths)))
-        log = open(Path(paths.data_mount) / "etcd.log", "w")  # noqa: SIM115 (closed with the process)
-        processes.append(subprocess.Popen([binary, "--config-file", paths.config_file], stdout=log, stderr=log))
-    wait_healthy(members)
-
-    tls = {"cert": (str(client.cert), str(client.key)), "verify": str(client.ca), "timeout": 5}
-    first, second = members[0].ip, members[2].ip
-    assert requests.get(f"https://{first}:2379/health", **tls).json()["health"] == "true"
-    put = {"key": base64.b64encode(b"greeting").decode(), "value": base64.b64encode(b"hello").decode()}
-    assert requests.post(f"https://{first}:2379/v3/kv/put", json=put, **tls).status_code == 200
-    answer = requests.post(f"https://{second}:2379/v3/kv/range", json={"key": put["key"]}, **tls).json()
-    assert base64.b64decode(answer["kvs"][0]["value"]) == b"hello"
-
-    with pytest.raises(requests.exceptions.SSLError):
-        requests.get(f"https://{first}:2379/health", verify=str(client.ca), timeout=5)
+def test_a_three_member_tls_cluster_starts_from_the_rendered_configuration(line, tmp_path, monkeypatch):
+    monkeypatch.setenv("ETCD_BIN", str(BINARIES[line]))
+    cfg = config.load({"aws:region": "eu-west-2", "etcd:bastion": "false", "etcd:bootstrap": "static"}, "test")
+    box = sandbox.up(tmp_path / "cluster", "test", cfg, Bootstrap.STATIC, report=lambda _: None, timeout_s=60)
+    try:
+        assert box.version.startswith(f"{line[0]}.{line[1]}.")
+        gateway = box.gateway()
+        first, last = box.members[0].ip, box.members[2].ip
+        gateway.put(first, "greeting", "hello")
+        assert gateway.get(last, "greeting") == "hello"
+        assert gateway.status(last)["version"].startswith(f"{line[0]}.{line[1]}.")
+        gateway.close()
+        with local_session() as session, pytest.raises(requests.exceptions.SSLError):
+            session.get(f"https://{first}:2379/health", verify=str(box.client.ca), timeout=5)
+    finally:
+        sandbox.down(box.directory)
