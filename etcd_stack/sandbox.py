@@ -98,6 +98,19 @@ def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOU
         time.sleep(0.05)
 
 
+def recorded_pid(pid_file: Path, argument: str) -> int | None:
+    """The live process a pid file names, if its command line still holds `argument`: a recycled pid
+    belongs to someone else. The command line reads empty only for an instant, while a launcher
+    replaces itself with etcd."""
+    try:
+        pid = int(pid_file.read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError):
+        return None
+    ours = command == b"" or argument.encode() in command.split(b"\0")
+    return pid if ours and alive(pid) else None
+
+
 def _spawn(command: list[str], log: Path) -> int:
     with open(log, "ab") as output:
         # A session of its own: the member outlives the command that started it.
@@ -170,18 +183,7 @@ class Sandbox:
     # --- processes
     def pid(self, member: MemberPlan) -> int | None:
         """The member's running process, if any."""
-        try:
-            pid = int(self.pid_file(member).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            return None
-        # A recycled pid belongs to someone else: ours runs our member's config file. The command line
-        # reads empty only for an instant, while the launcher replaces itself with etcd.
-        ours = command == b"" or self.paths(member).config_file.encode() in command.split(b"\0")
-        return pid if ours and alive(pid) else None
+        return recorded_pid(self.pid_file(member), self.paths(member).config_file)
 
     def running(self) -> list[MemberPlan]:
         return [m for m in self.members if self.pid(m) is not None]
@@ -268,9 +270,10 @@ def start_discovery(directory: Path, binary: str, size: int) -> str:
     home.mkdir(parents=True, exist_ok=True)
     base = f"http://{DISCOVERY_IP}:{CLIENT_PORT}"
     pid_file = home / "pid"
-    if not (pid_file.exists() and alive(int(pid_file.read_text()))):
+    data_dir = str(home / "data")
+    if recorded_pid(pid_file, data_dir) is None:
         pid = _spawn([
-            binary, "--name", "discovery", "--data-dir", str(home / "data"), "--enable-v2=true",
+            binary, "--name", "discovery", "--data-dir", data_dir, "--enable-v2=true",
             "--listen-client-urls", base, "--advertise-client-urls", base,
             "--listen-peer-urls", f"http://{DISCOVERY_IP}:2380",
             "--initial-advertise-peer-urls", f"http://{DISCOVERY_IP}:2380",
@@ -280,7 +283,7 @@ def start_discovery(directory: Path, binary: str, size: int) -> str:
         pid_file.write_text(f"{pid}\n")
     deadline = time.monotonic() + START_TIMEOUT_S
     while not health(DISCOVERY_IP, timeout=1).healthy:
-        if time.monotonic() > deadline or not alive(int(pid_file.read_text())):
+        if time.monotonic() > deadline or recorded_pid(pid_file, data_dir) is None:
             raise SandboxError("the discovery backend did not start: " + " | ".join(tail(home / "etcd.log", 5)))
         time.sleep(0.1)
     token = uuid.uuid4().hex
@@ -293,10 +296,11 @@ def start_discovery(directory: Path, binary: str, size: int) -> str:
 
 
 def stop_discovery(directory: Path) -> None:
-    pid_file = discovery_home(directory) / "pid"
-    if pid_file.exists():
-        stop_pid(int(pid_file.read_text()))
-        pid_file.unlink()
+    home = discovery_home(directory)
+    pid = recorded_pid(home / "pid", str(home / "data"))
+    if pid is not None:
+        stop_pid(pid)
+    (home / "pid").unlink(missing_ok=True)
 
 
 # --- up and down ----------------------------------------------------------------------------
