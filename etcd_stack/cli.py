@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from etcd_stack import config, offline, sandbox
+from etcd_stack import config, offline, rendering, sandbox
 from etcd_stack.members import MEMBER_TAG
 
 EXIT_BAD_INPUT = 2
@@ -44,7 +44,7 @@ def render(args: argparse.Namespace) -> int:
     inventory = [resource.public() for resource in run.resources]
 
     user_data = {
-        resource.inputs["tags"][MEMBER_TAG]: resource.inputs["userData"]
+        resource.inputs["tags"][MEMBER_TAG]: rendering.decompress(resource.inputs["userDataBase64"])
         for resource in run.of_type("aws:ec2/instance:Instance")
         if MEMBER_TAG in resource.inputs.get("tags", {})
     }

@@ -25,7 +25,7 @@ DATA_DEVICE = "/dev/sdf"
 MEMBER_TAG = "etcd-member"
 # Changes to these reach a member only when it is replaced, one member at a time (README: Operations):
 # applied in place they would restart every member at once.
-ROLLED_PROPERTIES = ["ami", "instanceType", "userData"]
+ROLLED_PROPERTIES = ["ami", "instanceType", "userDataBase64"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class EtcdMembers(pulumi.ComponentResource):
             primary_network_interface={"network_interface_id": interface.id},
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
             root_block_device={"encrypted": True, "volume_type": "gp3"},
-            user_data=user_data,
+            user_data_base64=user_data.apply(rendering.compress),
             tags=tagged(member_tags, name),
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -7,6 +7,8 @@ templates in templates/. Nothing here touches Pulumi or the network.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import shlex
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -24,7 +26,7 @@ from etcd_stack.releases import download_url
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
 GIB = 1024**3
-# EC2 refuses user_data over 16 KB.
+# EC2 refuses user_data over 16 KB; it goes gzip-compressed (cloud-init unpacks it), which leaves room.
 USER_DATA_LIMIT = 16 * 1024
 
 
@@ -262,9 +264,19 @@ def user_data(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: 
         bootstrap_script=paths.bootstrap_script,
     )
     _check_round_trip(document, files)
-    if len(document.encode()) > USER_DATA_LIMIT:
-        raise ValueError(f"user_data of {member.name} is {len(document.encode())} bytes; EC2 allows {USER_DATA_LIMIT}")
+    size = len(gzip.compress(document.encode(), mtime=0))
+    if size > USER_DATA_LIMIT:
+        raise ValueError(f"user_data of {member.name} is {size} bytes compressed; EC2 allows {USER_DATA_LIMIT}")
     return document
+
+
+def compress(document: str) -> str:
+    """user_data as EC2 takes it: gzip (with a fixed timestamp, so renders repeat), then base64."""
+    return base64.b64encode(gzip.compress(document.encode(), mtime=0)).decode()
+
+
+def decompress(user_data_base64: str) -> str:
+    return gzip.decompress(base64.b64decode(user_data_base64)).decode()
 
 
 def _check_round_trip(document: str, files: list[WrittenFile]) -> None:

@@ -81,8 +81,15 @@ def rendered_members() -> dict[str, str]:
         for instance in run.of_type("aws:ec2/instance:Instance"):
             member = instance.inputs["tags"].get("etcd-member")
             if member:
-                found[f"{variant}/{member}"] = instance.inputs["userData"]
+                found[f"{variant}/{member}"] = user_data_of(instance)
     return found
+
+
+def user_data_of(instance) -> str:
+    """The #cloud-config text an instance boots with (EC2 gets it gzip-compressed and base64-encoded)."""
+    from etcd_stack.rendering import decompress
+
+    return decompress(instance.inputs["userDataBase64"])
 
 
 def written_file(user_data: str, path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import ipaddress
 import json
@@ -14,6 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from etcd_stack import offline
 from etcd_stack.wire import reveal
+
+from .conftest import user_data_of
 
 INSTANCE = "aws:ec2/instance:Instance"
 ENI = "aws:ec2/networkInterface:NetworkInterface"
@@ -48,7 +51,7 @@ def members_of(run):
 
 
 def config_of(instance) -> dict:
-    document = yaml.safe_load(instance.inputs["userData"])
+    document = yaml.safe_load(user_data_of(instance))
     (etcd_yaml,) = [f["content"] for f in document["write_files"] if f["path"] == "/etc/etcd/etcd.yaml"]
     return yaml.safe_load(etcd_yaml)
 
@@ -102,7 +105,7 @@ def test_a_new_instance_type_or_image_leaves_identity_and_data_untouched(static)
 
 def test_instance_changes_roll_instead_of_applying_to_every_member_at_once(static):
     for instance in members_of(static):
-        assert set(instance.ignore_changes) == {"ami", "instanceType", "userData"}
+        assert set(instance.ignore_changes) == {"ami", "instanceType", "userDataBase64"}
 
 
 def test_data_volumes_are_encrypted_gp3_of_the_configured_size(run_stack):
@@ -240,17 +243,17 @@ def test_user_data_holds_no_private_key_and_fits_ec2(static):
     keys = [reveal(k.state["privateKeyPem"]) for k in static.of_type("tls:index/privateKey:PrivateKey")]
     assert len(keys) == 1 + 5 + 1
     for instance in members_of(static):
-        user_data = instance.inputs["userData"]
+        user_data = user_data_of(instance)
         assert "PRIVATE KEY" not in user_data
         assert not any(key.splitlines()[1] in user_data for key in keys)
-        assert len(user_data.encode()) < 16 * 1024
+        assert len(base64.b64decode(instance.inputs["userDataBase64"])) < 16 * 1024
         assert static.outputs["caCertPem"] in yaml.safe_load(user_data)["write_files"][1]["content"]
 
 
 def test_the_bootstrap_script_fetches_the_member_own_parameters(static):
     for instance in members_of(static):
         name = instance.inputs["tags"]["etcd-member"]
-        script = yaml.safe_load(instance.inputs["userData"])["write_files"][3]["content"]
+        script = yaml.safe_load(user_data_of(instance))["write_files"][3]["content"]
         assert f"readonly KEY_PARAMETER=/etcd/{name}/tls/key" in script
         assert f"readonly CERT_PARAMETER=/etcd/{name}/tls/cert" in script
         assert "readonly SHA256_AMD64=ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5" in script

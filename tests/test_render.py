@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from etcd_stack import offline
+from etcd_stack.rendering import decompress
 from etcd_stack.wire import reveal
 
 ROOT = offline.PROJECT_DIR
@@ -78,7 +79,7 @@ def test_render_writes_each_member_exact_user_data(dev_render):
     assert sorted(p.name for p in (out / "members").iterdir()) == ["etcd-0", "etcd-1", "etcd-2"]
     for member, entry in instances.items():
         user_data = (out / "members" / member / "user-data").read_text()
-        assert user_data == entry["inputs"]["userData"]
+        assert user_data == decompress(entry["inputs"]["userDataBase64"])
         assert user_data.startswith("#cloud-config\n")
         assert yaml.safe_load(user_data)["write_files"][0]["path"] == "/etc/etcd/etcd.yaml"
     assert f"3 members' user_data -> {out / 'members'}/<member>/user-data" in result.stdout

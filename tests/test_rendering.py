@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import random
+import textwrap
+
 import jinja2
 import pytest
 import yaml
@@ -87,9 +91,10 @@ def test_key_set_follows_the_etcd_line(version, present, absent):
     assert present <= set(config) and not absent & set(config)
 
 
-def test_user_data_that_would_exceed_ec2_limit_is_refused():
-    huge_ca = "-----BEGIN CERTIFICATE-----\n" + ("A" * 64 + "\n") * 300 + "-----END CERTIFICATE-----\n"
-    with pytest.raises(ValueError, match="EC2 allows 16384"):
+def test_user_data_that_would_exceed_ec2_limit_compressed_is_refused():
+    noise = base64.b64encode(random.Random(7).randbytes(16 * 1024)).decode()
+    huge_ca = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(noise, 64)) + "\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ValueError, match="compressed; EC2 allows 16384"):
         rendering.user_data(settings(), MEMBERS[0], Paths(), BOOT, huge_ca)
 
 
@@ -105,3 +110,10 @@ def test_user_data_writes_four_files_and_runs_the_script():
 def test_the_script_finds_the_volume_by_its_id():
     script = rendering.bootstrap_script(settings(), MEMBERS[0], Paths(), BOOT)
     assert "readonly NVME_DEVICE=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0" in script
+
+
+def test_compressed_user_data_comes_back_and_repeats():
+    document = rendering.user_data(settings(), MEMBERS[0], Paths(), BOOT, "CA\n")
+    assert rendering.decompress(rendering.compress(document)) == document
+    assert rendering.compress(document) == rendering.compress(document)
+    assert len(base64.b64decode(rendering.compress(document))) < len(document) / 2
