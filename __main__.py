@@ -5,6 +5,8 @@ import pulumi
 from etcd_stack import config, dns, releases
 from etcd_stack.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
 from etcd_stack.addressing import plan_members
+from etcd_stack.alarms import AlarmArgs, ClusterAlarms
+from etcd_stack.backup import BackupArgs, BackupBucket, destination
 from etcd_stack.discovery import DiscoveryToken
 from etcd_stack.dns import ClusterDns, DnsArgs
 from etcd_stack.load_balancer import ClientLoadBalancer, LoadBalancerArgs
@@ -13,6 +15,7 @@ from etcd_stack.network import Network, NetworkArgs, availability_zones
 from etcd_stack.outputs import etcdctl_commands
 from etcd_stack.pki import ClusterPki, PkiArgs
 from etcd_stack.rendering import ClusterSettings, quota_backend_bytes
+from etcd_stack.upgrade import DeployedVersion
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
 name, tags = cfg.cluster_name, cfg.common_tags
@@ -52,11 +55,19 @@ if cfg.bastion:
 
 pki = ClusterPki(f"{name}-pki", PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags))
 
+backups = BackupBucket(
+    f"{name}-backup",
+    BackupArgs(cluster_name=name, retention_days=cfg.backup_retention_days, roles=access.roles, tags=tags),
+)
+
 discovery_url = None
 if cfg.bootstrap is config.Bootstrap.DISCOVERY:
     discovery_url = cfg.discovery_url or DiscoveryToken(
         f"{name}-discovery", endpoint=cfg.discovery_endpoint, size=cfg.cluster_size
     ).url
+
+# Refuses, at preview, a version change etcd does not support from what runs now.
+deployed_version = DeployedVersion(f"{name}-version", cfg.version)
 
 etcd = EtcdMembers(
     f"{name}-etcd",
@@ -83,7 +94,10 @@ etcd = EtcdMembers(
         ca_cert_pem=pki.ca_cert_pem,
         tags=tags,
         sha256=releases.SHA256[str(cfg.version)],
+        backup_bucket=backups.bucket_name,
+        backup_interval_minutes=cfg.backup_interval_minutes,
     ),
+    opts=pulumi.ResourceOptions(depends_on=[deployed_version]),
 )
 
 balancer = ClientLoadBalancer(
@@ -109,6 +123,19 @@ ClusterDns(
     ),
 )
 
+ClusterAlarms(
+    f"{name}-alarms",
+    AlarmArgs(
+        cluster_name=name,
+        cluster_size=cfg.cluster_size,
+        load_balancer_arn_suffix=balancer.arn_suffix,
+        target_group_arn_suffix=balancer.target_group_arn_suffix,
+        backup_interval_minutes=cfg.backup_interval_minutes,
+        topic_arn=cfg.alarm_topic_arn,
+        tags=tags,
+    ),
+)
+
 pulumi.export("clientEndpoint", f"https://{client_endpoint}:2379")
 pulumi.export("loadBalancerDnsName", balancer.dns_name)
 pulumi.export("members", [
@@ -120,6 +147,7 @@ pulumi.export("caCertPem", pki.ca_cert_pem)
 pulumi.export("operatorCertPem", pki.operator.cert_pem)
 pulumi.export("operatorKeyPem", pki.operator.private_key_pem)
 pulumi.export("discoveryUrl", discovery_url)
+pulumi.export("backupDestination", backups.bucket_name.apply(lambda bucket: destination(bucket, name)))
 pulumi.export("etcdctl", etcdctl_commands(client_endpoint, [m.dns_name for m in members]))
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)

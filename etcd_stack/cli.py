@@ -109,6 +109,34 @@ def sandbox_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_backup(args: argparse.Namespace) -> int:
+    snapshot = sandbox.backup(sandbox.Sandbox.load(args.dir.resolve()))
+    print(f"snapshot {snapshot} ({snapshot.stat().st_size} bytes), taken by the leader")
+    return 0
+
+
+def sandbox_restore(args: argparse.Namespace) -> int:
+    box = sandbox.Sandbox.load(args.dir.resolve())
+    token = sandbox.restore(box, args.snapshot, report=print)
+    print(f"restored: {len(box.members)} members healthy, a new cluster ({token}) with the snapshot's data")
+    return 0
+
+
+def sandbox_replace_member(args: argparse.Namespace) -> int:
+    box = sandbox.Sandbox.load(args.dir.resolve())
+    sandbox.replace_member(box, args.member, report=print)
+    print(f"{args.member} replaced: a voting member again, caught up with the cluster")
+    return 0
+
+
+def sandbox_roll(args: argparse.Namespace) -> int:
+    box = sandbox.Sandbox.load(args.dir.resolve())
+    cfg = config.load(read_stack_file(args.project_dir, args.stack), args.stack) if args.stack else None
+    sandbox.roll(box, report=print, cfg=cfg, binary=args.etcd_bin)
+    print(f"rolled {len(box.members)} members, one at a time")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: offline render and local tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     down_parser.add_argument("--dir", required=True, type=Path)
     down_parser.add_argument("--purge", action="store_true", help="also remove data, certificates and logs")
     down_parser.set_defaults(handler=sandbox_down)
+
+    backup_parser = actions.add_parser("backup", help="run each member's backup script: the leader snapshots")
+    backup_parser.add_argument("--dir", required=True, type=Path)
+    backup_parser.set_defaults(handler=sandbox_backup)
+    restore_parser = actions.add_parser("restore", help="rebuild the cluster from a snapshot (the restore runbook)")
+    restore_parser.add_argument("--dir", required=True, type=Path)
+    restore_parser.add_argument("--snapshot", required=True, type=Path, help="a snapshot from `sandbox backup`")
+    restore_parser.set_defaults(handler=sandbox_restore)
+    replace_parser = actions.add_parser("replace-member", help="a member loses its data and joins again")
+    replace_parser.add_argument("--dir", required=True, type=Path)
+    replace_parser.add_argument("--member", required=True, help="e.g. etcd-1")
+    replace_parser.set_defaults(handler=sandbox_replace_member)
+    roll_parser = actions.add_parser("roll", help="restart members one at a time with new settings or etcd")
+    roll_parser.add_argument("--dir", required=True, type=Path)
+    roll_parser.add_argument("--stack", help="re-read Pulumi.<stack>.yaml (heartbeatMs, electionMs)")
+    roll_parser.add_argument("--etcd-bin", type=Path, help="upgrade: the etcd binary to roll onto")
+    roll_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
+    roll_parser.set_defaults(handler=sandbox_roll)
     return parser
 
 

@@ -89,6 +89,9 @@ class StackConfig:
     bastion_instance_type: str
     ssh_allowed_cidrs: tuple[IPNetwork, ...]
     ssh_public_key: str | None
+    backup_interval_minutes: int
+    backup_retention_days: int
+    alarm_topic_arn: str | None
     tags: tuple[tuple[str, str], ...]
 
     @property
@@ -299,6 +302,15 @@ def _tags(key: str, text: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(items.items()))
 
 
+_SNS_TOPIC = re.compile(r"arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+
+
+def _sns_topic(key: str, text: str) -> str:
+    if not _SNS_TOPIC.fullmatch(text):
+        raise ConfigError(key, text, "an SNS topic ARN such as arn:aws:sns:eu-west-2:123456789012:etcd-alarms")
+    return text
+
+
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
 
 
@@ -354,6 +366,12 @@ KEYS: tuple[Key, ...] = (
         "CIDRs allowed to reach the bastion on port 22 (required with the bastion)"),
     Key("sshPublicKey", "ssh_public_key", _ssh_public_key, None,
         "OpenSSH public key (ed25519 or RSA) for the bastion's key pair (required with the bastion)"),
+    Key("backupIntervalMinutes", "backup_interval_minutes", _integer(5, 1440), "60",
+        "Minutes between snapshots; the leader uploads one per interval"),
+    Key("backupRetentionDays", "backup_retention_days", _integer(1, 3650), "14",
+        "Days the backup bucket keeps each snapshot"),
+    Key("alarmTopicArn", "alarm_topic_arn", _sns_topic, None,
+        "SNS topic the alarms notify (the alarms exist either way)"),
     Key("tags", "tags", _tags, "{}",
         "Tags added to every AWS resource"),
 )

@@ -83,4 +83,6 @@ class ClientLoadBalancer(pulumi.ComponentResource):
             )
         self.dns_name = balancer.dns_name
         self.zone_id = balancer.zone_id
+        self.arn_suffix = balancer.arn_suffix
+        self.target_group_arn_suffix = targets.arn_suffix
         self.register_outputs({"dns_name": self.dns_name})

