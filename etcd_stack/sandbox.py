@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion, StackConfig
 from etcd_stack.gateway import Gateway, GatewayError, health, local_session
 from etcd_stack.local import ClientFiles, local_members, local_paths, write_pki
-from etcd_stack.rendering import CLIENT_PORT, BackupSettings, ClusterSettings
+from etcd_stack.rendering import CLIENT_PORT, METRICS_PORT, PEER_PORT, BackupSettings, ClusterSettings
 
 STATE_FILE = "sandbox.json"
 DISCOVERY_IP = "127.0.100.1"
@@ -145,6 +146,12 @@ def _spawn(command: list[str], log: Path) -> int:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     return process.pid
+
+
+def listening(ip: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((ip, port)) == 0
 
 
 def tail(path: Path, lines: int = LOG_TAIL) -> list[str]:
@@ -438,6 +445,10 @@ def up(directory: Path, stack: str, cfg: StackConfig, bootstrap: Bootstrap, repo
            f" (the {stack} stack pins {cfg.version} on AWS; configuration rendered for {sandbox.version})")
     report(f"sandbox '{stack}': {len(sandbox.members)} members, {sandbox.bootstrap} bootstrap, "
            f"TLS on the client and peer ports, in {directory}")
+    busy = [f"{m.ip}:{port}" for m in sandbox.members if sandbox.pid(m) is None
+            for port in (CLIENT_PORT, PEER_PORT, METRICS_PORT) if listening(m.ip, port)]
+    if busy:
+        raise SandboxError(f"{', '.join(busy)} already in use (another sandbox? `sandbox down --dir` it first)")
     try:
         for member in sandbox.members:
             pid = sandbox.start(member)

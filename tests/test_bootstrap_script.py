@@ -117,6 +117,11 @@ def instance(tmp_path) -> callable:
         member = local_members(1)[0]
         paths = local_paths(tmp_path / "host", member)
         Path(paths.bin_dir).mkdir(parents=True)
+        # The join script has tests of its own (sandbox); here it only records that it was asked.
+        join = Path(paths.script("etcd-join"))
+        join.parent.mkdir(parents=True, exist_ok=True)
+        join.write_text('#!/bin/bash\necho "etcd-join $*" >> "$STUB_LOG"\n')
+        join.chmod(0o755)
         Path(paths.fstab).parent.mkdir(parents=True, exist_ok=True)
         Path(paths.fstab).write_text("# /etc/fstab\n")
         device = Path(paths.devices) / "disk/by-id" / f"nvme-Amazon_Elastic_Block_Store_{VOLUME_ID.replace('-', '')}"
@@ -150,7 +155,14 @@ def test_a_first_boot_installs_fetches_formats_mounts_and_starts(instance):
     assert f"UUID=4f1c7e52-8d0a-4f4e-9f3b-2a1d6c0e9b77 {paths.data_mount} xfs defaults,noatime,nofail 0 2" in fstab
     assert host.calls("mount") == [f"mount {paths.data_mount}"]
     assert oct(Path(paths.data_dir).stat().st_mode & 0o777) == "0o700"
-    assert host.calls("systemctl")[-1] == "systemctl start etcd.service"
+    assert host.calls("systemctl") == ["systemctl daemon-reload", "systemctl enable etcd.service etcd-backup.timer",
+                                       "systemctl start --no-block etcd.service",
+                                       "systemctl start etcd-backup.timer"]
+    assert host.calls("etcd-join") == ["etcd-join prepare", "etcd-join promote"]
+    calls = host.log.read_text().splitlines()
+    # The member rejoins (if its data was lost) before etcd starts, and is promoted after.
+    assert calls.index("etcd-join prepare") < calls.index("systemctl start --no-block etcd.service") < calls.index(
+        "etcd-join promote")
     assert any(call.startswith("aws ssm get-parameter --region eu-west-2 --name /etcd/etcd-0/tls/key --with-decryption")
                for call in host.calls("aws"))
 
@@ -208,3 +220,16 @@ def test_a_second_run_changes_nothing(instance):
     assert host.calls("useradd") == []
     assert "etcd 3.6.14 is installed" in result.stderr
     assert "wrote" not in result.stderr
+
+
+def test_refresh_tls_only_fetches_the_key_and_certificate_again(instance):
+    host = instance()
+    assert host.run().returncode == 0
+    Path(host.paths.cert_file).write_text("stale\n")
+    host.log.unlink()
+    result = subprocess.run(["bash", str(host.script), "refresh-tls"], capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{host.root / 'stubs'}:{os.environ['PATH']}", "STUB_LOG": str(host.log),
+                                 "STUB_STATE": str(host.state)}, check=False)
+    assert result.returncode == 0, result.stderr
+    assert Path(host.paths.cert_file).read_text() == CERT_PEM + "\n"
+    assert [call.split()[0] for call in host.log.read_text().splitlines()] == ["aws", "aws", "chown", "chown"]

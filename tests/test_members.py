@@ -16,7 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from etcd_stack import offline
 from etcd_stack.wire import reveal
 
-from .conftest import user_data_of
+from .conftest import user_data_of, written_file
 
 INSTANCE = "aws:ec2/instance:Instance"
 ENI = "aws:ec2/networkInterface:NetworkInterface"
@@ -43,6 +43,11 @@ def static():
 @pytest.fixture(scope="module")
 def discovery():
     return offline.run(stack_raw(), "test")
+
+
+def tokens(run):
+    """Discovery tokens (the other dynamic resource records the deployed etcd version)."""
+    return [r for r in run.of_type(DYNAMIC) if "endpoint" in r.inputs]
 
 
 def members_of(run):
@@ -216,12 +221,12 @@ def test_each_member_config_names_itself_and_the_same_static_cluster(static):
         assert config["initial-advertise-peer-urls"] == f"https://{member['dnsName']}:2380"
         assert config["listen-peer-urls"] == f"https://{member['ip']}:2380"
         assert "discovery" not in config
-    assert not static.of_type(DYNAMIC)
+    assert not tokens(static)
     assert static.outputs["discoveryUrl"] is None
 
 
 def test_discovery_members_share_the_token_minted_once(discovery):
-    (token,) = discovery.of_type(DYNAMIC)
+    (token,) = tokens(discovery)
     assert token.inputs["endpoint"] == "https://discovery.etcd.io" and token.inputs["size"] == 3
     url = token.state["url"]
     assert url.startswith("https://discovery.etcd.io/")
@@ -235,7 +240,7 @@ def test_discovery_members_share_the_token_minted_once(discovery):
 def test_a_premade_discovery_url_needs_no_token():
     url = "https://discovery.example.org/6c007a14875d53d9bf0ef5a6fc0257c817f0fb83"
     run = offline.run(stack_raw(discoveryUrl=url), "test")
-    assert not run.of_type(DYNAMIC)
+    assert not tokens(run)
     assert {config_of(i)["discovery"] for i in members_of(run)} == {url}
 
 
@@ -247,13 +252,13 @@ def test_user_data_holds_no_private_key_and_fits_ec2(static):
         assert "PRIVATE KEY" not in user_data
         assert not any(key.splitlines()[1] in user_data for key in keys)
         assert len(base64.b64decode(instance.inputs["userDataBase64"])) < 16 * 1024
-        assert static.outputs["caCertPem"] in yaml.safe_load(user_data)["write_files"][1]["content"]
+        assert written_file(user_data, "/etc/etcd/pki/ca.crt") == static.outputs["caCertPem"]
 
 
 def test_the_bootstrap_script_fetches_the_member_own_parameters(static):
     for instance in members_of(static):
         name = instance.inputs["tags"]["etcd-member"]
-        script = yaml.safe_load(user_data_of(instance))["write_files"][3]["content"]
+        script = written_file(user_data_of(instance), "/usr/local/sbin/etcd-bootstrap")
         assert f"readonly KEY_PARAMETER=/etcd/{name}/tls/key" in script
         assert f"readonly CERT_PARAMETER=/etcd/{name}/tls/cert" in script
         assert "readonly SHA256_AMD64=ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5" in script

@@ -19,6 +19,11 @@ UNTAGGED = {
     ROUTE, ASSOCIATION, "aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:route53/record:Record", "aws:lb/targetGroupAttachment:TargetGroupAttachment",
     "aws:ec2/volumeAttachment:VolumeAttachment",
+    # The bucket carries the tags; its settings are separate resources without their own.
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
 }
 
 

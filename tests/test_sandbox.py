@@ -215,22 +215,37 @@ def test_etcdctl_works_with_the_written_environment(make_sandbox):
 
 
 def test_a_member_that_cannot_start_is_shown_and_the_others_are_stopped(tmp_path):
-    # Someone else holds etcd-1's peer address.
+    directory = tmp_path / "sandbox"
+    try:
+        assert etcd_stack("sandbox", "up", "--stack", "dev", "--dir", str(directory)).returncode == 0
+        assert etcd_stack("sandbox", "down", "--dir", str(directory)).returncode == 0
+        # etcd refuses a wrongly typed value at start: etcd-1 exits, the others are running by then.
+        config_file = directory / "members" / "etcd-1" / "etcd.yaml"
+        config_file.write_text(config_file.read_text().replace("heartbeat-interval: 100", "heartbeat-interval: often"))
+        result = etcd_stack("sandbox", "up", "--stack", "dev", "--dir", str(directory), "--timeout", "20")
+        assert result.returncode == 1
+        assert "etcd-stack sandbox up: etcd-1 exited; the last lines of its log:" in result.stderr
+        assert "heartbeat-interval" in result.stderr
+        assert "stopped the other members" in result.stderr
+        assert Sandbox.load(directory).running() == []
+    finally:
+        etcd_stack("sandbox", "down", "--dir", str(directory))
+
+
+def test_addresses_in_use_are_named_before_anything_starts(tmp_path):
     blocker = socket.socket()
-    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed earlier member may linger
-    blocker.bind(("127.0.2.10", 2380))
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.2.10", 2381))
     blocker.listen()
     directory = tmp_path / "sandbox"
     try:
-        result = etcd_stack("sandbox", "up", "--stack", "dev", "--dir", str(directory), "--timeout", "20")
+        result = etcd_stack("sandbox", "up", "--stack", "dev", "--dir", str(directory))
     finally:
         blocker.close()
     assert result.returncode == 1
-    assert "etcd-stack sandbox up: etcd-1 exited; the last lines of its log:" in result.stderr
-    assert "address already in use" in result.stderr
-    assert "stopped the other members" in result.stderr
-    box = Sandbox.load(directory)
-    assert box.running() == []
+    assert result.stderr.strip() == (
+        "etcd-stack sandbox up: 127.0.2.10:2381 already in use (another sandbox? `sandbox down --dir` it first)")
+    assert Sandbox.load(directory).running() == []
 
 
 def test_etcd_bin_chooses_the_binary_and_the_configuration_follows_its_version(tmp_path, monkeypatch):
