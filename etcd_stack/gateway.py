@@ -88,8 +88,10 @@ class Gateway:
         found = answer.get("kvs", [])
         return _text(found[0]["value"]) if found else None
 
-    def range_prefix(self, ip: str, prefix: str) -> dict[str, str]:
-        answer = self.call(ip, "kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))})
+    def range_prefix(self, ip: str, prefix: str, serializable: bool = False) -> dict[str, str]:
+        """Every key under the prefix; serializable reads what this member has, without asking the leader."""
+        body = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)), "serializable": serializable}
+        answer = self.call(ip, "kv/range", body)
         return {_text(kv["key"]): _text(kv.get("value", "")) for kv in answer.get("kvs", [])}
 
     def status(self, ip: str) -> dict[str, Any]:

@@ -274,6 +274,7 @@ def _member_values(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -
         "member_name": member.name,
         "cluster_name": cluster.name,
         "endpoint": _urls("https", [member.ip], CLIENT_PORT),
+        "health_url": f"{_urls('http', [member.ip], METRICS_PORT)}/health",
         "peer_url": _urls("https", [member.dns_name], PEER_PORT),
         "snapshot_tool": cluster.snapshot_tool,
         "region": cluster.backup.region,

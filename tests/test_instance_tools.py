@@ -12,7 +12,8 @@ import pytest
 from .conftest import written_file
 
 UNIT = "/etc/systemd/system/etcd.service"
-SCRIPT = "/usr/local/sbin/etcd-bootstrap"
+UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer"]
+SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore")]
 
 
 def tool(name: str) -> str:
@@ -56,21 +57,26 @@ def systemd_root(tmp_path_factory) -> Path:
     return root
 
 
-def verify_unit(root: Path, text: str) -> subprocess.CompletedProcess:
-    (root / UNIT.lstrip("/")).write_text(text)
-    return subprocess.run([tool("systemd-analyze"), "verify", f"--root={root}", "etcd.service"],
+def verify_unit(root: Path, text: str, path: str = UNIT) -> subprocess.CompletedProcess:
+    (root / path.lstrip("/")).write_text(text)
+    return subprocess.run([tool("systemd-analyze"), "verify", f"--root={root}", Path(path).name],
                           capture_output=True, text=True, check=False)
 
 
 def test_systemd_verifies_every_member_unit_without_a_word(rendered_members, systemd_root):
+    (systemd_root / "usr/local/sbin").mkdir(parents=True, exist_ok=True)
     units = {}
     for name, user_data in rendered_members.items():
-        unit = written_file(user_data, UNIT)
-        assert f"Description=etcd member {name.split('/')[1]} of cluster etcd" in unit
-        units[unit] = name
-    for unit in units:
-        result = verify_unit(systemd_root, unit)
-        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), unit
+        assert f"Description=etcd member {name.split('/')[1]} of cluster etcd" in written_file(user_data, UNIT)
+        for path in UNITS:
+            units[(path, written_file(user_data, path))] = name
+        script = systemd_root / "usr/local/sbin/etcd-backup"
+        script.write_text(written_file(user_data, "/usr/local/sbin/etcd-backup"))
+        script.chmod(0o755)
+    assert {path for path, _ in units} == set(UNITS)
+    for path, unit in units:
+        result = verify_unit(systemd_root, unit, path)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), (path, unit)
 
 
 def test_systemd_verify_would_report_a_misspelt_key(rendered_members, systemd_root):
@@ -90,9 +96,11 @@ def test_shellcheck_passes_every_bootstrap_script(rendered_members, tmp_path):
     shellcheck = tool("shellcheck")
     scripts = []
     for name, user_data in rendered_members.items():
-        path = tmp_path / name.replace("/", "-")
-        path.write_text(written_file(user_data, SCRIPT))
-        scripts.append(str(path))
+        for script in SCRIPTS:
+            path = tmp_path / f"{name.replace('/', '-')}-{Path(script).name}"
+            path.write_text(written_file(user_data, script))
+            scripts.append(str(path))
+    assert len(scripts) == len(rendered_members) * 4
     result = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *scripts], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout
