@@ -53,7 +53,11 @@ if cfg.bastion:
         ),
     )
 
-pki = ClusterPki(f"{name}-pki", PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags))
+pki = ClusterPki(
+    f"{name}-pki",
+    PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags,
+            ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation),
+)
 
 backups = BackupBucket(
     f"{name}-backup",

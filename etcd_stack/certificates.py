@@ -54,8 +54,8 @@ def operator_profile(cluster_name: str) -> CertProfile:
     return CertProfile(common_name=f"{cluster_name}-operator", dns_names=(), ip_addresses=(), uses=CLIENT_USES)
 
 
-def ca_common_name(cluster_name: str) -> str:
-    return f"{cluster_name} etcd CA"
+def ca_common_name(cluster_name: str, generation: int = 1) -> str:
+    return f"{cluster_name} etcd CA" if generation == 1 else f"{cluster_name} etcd CA {generation}"
 
 
 # --- issuing with cryptography --------------------------------------------------------------

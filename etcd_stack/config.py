@@ -49,6 +49,14 @@ class Bootstrap(StrEnum):
     STATIC = "static"
 
 
+class CaRotation(StrEnum):
+    """Where a move to CA generation etcd:caGeneration stands (README: Operations)."""
+
+    NONE = "none"  # only the current CA exists and issues
+    TRUST_NEW = "trust-new"  # both CAs trusted; the previous one still issues
+    ISSUE_NEW = "issue-new"  # both CAs trusted; the new one issues
+
+
 class NatStrategy(StrEnum):
     SINGLE = "single"
     ONE_PER_AZ = "one-per-az"
@@ -92,6 +100,8 @@ class StackConfig:
     backup_interval_minutes: int
     backup_retention_days: int
     alarm_topic_arn: str | None
+    ca_generation: int
+    ca_rotation: CaRotation
     tags: tuple[tuple[str, str], ...]
 
     @property
@@ -372,6 +382,10 @@ KEYS: tuple[Key, ...] = (
         "Days the backup bucket keeps each snapshot"),
     Key("alarmTopicArn", "alarm_topic_arn", _sns_topic, None,
         "SNS topic the alarms notify (the alarms exist either way)"),
+    Key("caGeneration", "ca_generation", _integer(1, 1000), "1",
+        "Which cluster CA is current; raise it by one to move to a new CA"),
+    Key("caRotation", "ca_rotation", _enum(CaRotation), "none",
+        "Stage of a CA move: `trust-new`, then `issue-new`, then `none` again"),
     Key("tags", "tags", _tags, "{}",
         "Tags added to every AWS resource"),
 )
@@ -430,6 +444,10 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
                 raise ConfigError(
                     f"etcd:{name}", "set", "only with etcd:bootstrap 'discovery'; remove it or change etcd:bootstrap",
                 )
+    if c.ca_rotation is not CaRotation.NONE and c.ca_generation < 2:
+        raise ConfigError(
+            "etcd:caRotation", c.ca_rotation.value, "'none' until etcd:caGeneration is raised to a new CA (2 or more)"
+        )
     if c.bastion:
         if not c.ssh_allowed_cidrs:
             raise ConfigError(

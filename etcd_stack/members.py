@@ -18,7 +18,7 @@ from etcd_stack import iam, rendering
 from etcd_stack.access import al2023_ami
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.backup import METRIC_NAMESPACE, destination
-from etcd_stack.pki import MemberSecrets
+from etcd_stack.pki import MemberSecrets, ca_bundle_parameter
 from etcd_stack.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
 from etcd_stack.tags import tagged
 
@@ -90,7 +90,7 @@ class EtcdMembers(pulumi.ComponentResource):
         read_tls = aws.iam.RolePolicy(
             f"{name}-read-tls",
             role=args.roles[plan.index].id,
-            policy=pulumi.Output.all(secrets.key.arn, secrets.cert.arn).apply(
+            policy=pulumi.Output.all(secrets.key.arn, secrets.cert.arn, secrets.ca_bundle.arn).apply(
                 lambda arns: iam.policy({"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": sorted(arns)})
             ),
             opts=child,
@@ -141,6 +141,7 @@ class EtcdMembers(pulumi.ComponentResource):
             region=args.region,
             key_parameter=f"{secrets.path}/key",
             cert_parameter=f"{secrets.path}/cert",
+            ca_parameter=ca_bundle_parameter(args.cluster.name),
             volume_id=volume_id,
         )
         return rendering.user_data(cluster, plan, Paths(), boot, ca_cert_pem)

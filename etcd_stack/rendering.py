@@ -112,6 +112,7 @@ class BootstrapSettings:
     region: str
     key_parameter: str
     cert_parameter: str
+    ca_parameter: str
     volume_id: str
     urls: Mapping[str, str] = field(default_factory=dict)
 
@@ -258,6 +259,7 @@ def bootstrap_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
         region=boot.region,
         key_parameter=boot.key_parameter,
         cert_parameter=boot.cert_parameter,
+        ca_parameter=boot.ca_parameter,
         # Nitro instances name an EBS volume by its id; Xen ones by the attachment's device name.
         nvme_device=f"{paths.devices}/disk/by-id/nvme-Amazon_Elastic_Block_Store_{boot.volume_id.replace('-', '')}",
         xen_device=f"{paths.devices}/xvdf",

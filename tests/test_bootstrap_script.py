@@ -22,6 +22,7 @@ VERSION = EtcdVersion(3, 6, 14)
 VOLUME_ID = "vol-0123456789abcdef0"
 KEY_PEM = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIStub\n-----END EC PRIVATE KEY-----"
 CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIBstub\n-----END CERTIFICATE-----"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBcastub\n-----END CERTIFICATE-----"
 
 # Each stub appends its name and arguments to $STUB_LOG and keeps its state in files under $STUB_STATE.
 STUBS = {
@@ -35,7 +36,10 @@ cp "$STUB_STATE/etcd.tar.gz" "$out"
 """,
     "aws": """
 name=""; while [ $# -gt 0 ]; do case "$1" in --name) name=$2; shift 2;; *) shift;; esac; done
-case "$name" in */key) cat "$STUB_STATE/key.pem";; */cert) cat "$STUB_STATE/cert.pem";; *) exit 254;; esac
+case "$name" in
+  */key) cat "$STUB_STATE/key.pem";; */cert) cat "$STUB_STATE/cert.pem";; */ca-bundle) cat "$STUB_STATE/ca.pem";;
+  *) exit 254;;
+esac
 """,
     "blkid": """
 for a in "$@"; do last=$a; done
@@ -103,6 +107,7 @@ def instance(tmp_path) -> callable:
         (state / "etcd.tar.gz").write_bytes(release)
         (state / "key.pem").write_text(KEY_PEM)
         (state / "cert.pem").write_text(CERT_PEM)
+        (state / "ca.pem").write_text(CA_PEM)
         (state / "curl-failures").write_text(str(curl_failures))
         if fs_type:
             (state / "fs-type").write_text(fs_type)
@@ -131,7 +136,8 @@ def instance(tmp_path) -> callable:
                                   members=(member,), heartbeat_ms=100, election_ms=1000, quota_backend_bytes=1)
         boot = BootstrapSettings(
             sha256={"amd64": sha256 or hashlib.sha256(release).hexdigest()}, region="eu-west-2",
-            key_parameter="/etcd/etcd-0/tls/key", cert_parameter="/etcd/etcd-0/tls/cert", volume_id=VOLUME_ID,
+            key_parameter="/etcd/etcd-0/tls/key", cert_parameter="/etcd/etcd-0/tls/cert",
+            ca_parameter="/etcd/tls/ca-bundle", volume_id=VOLUME_ID,
         )
         script = tmp_path / "etcd-bootstrap"
         script.write_text(rendering.bootstrap_script(cluster, member, paths, boot))
@@ -150,6 +156,7 @@ def test_a_first_boot_installs_fetches_formats_mounts_and_starts(instance):
     assert Path(paths.key_file).read_text() == KEY_PEM + "\n"
     assert oct(Path(paths.key_file).stat().st_mode & 0o777) == "0o600"
     assert Path(paths.cert_file).read_text() == CERT_PEM + "\n"
+    assert Path(paths.ca_file).read_text() == CA_PEM + "\n"
     assert len(host.calls("mkfs.xfs")) == 1
     fstab = Path(paths.fstab).read_text()
     assert f"UUID=4f1c7e52-8d0a-4f4e-9f3b-2a1d6c0e9b77 {paths.data_mount} xfs defaults,noatime,nofail 0 2" in fstab
@@ -222,14 +229,28 @@ def test_a_second_run_changes_nothing(instance):
     assert "wrote" not in result.stderr
 
 
-def test_refresh_tls_only_fetches_the_key_and_certificate_again(instance):
+def run_refresh(host: Instance) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(host.script), "refresh-tls"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": f"{host.root / 'stubs'}:{os.environ['PATH']}", "STUB_LOG": str(host.log),
+                               "STUB_STATE": str(host.state)}, check=False)
+
+
+def test_refresh_tls_fetches_again_and_restarts_etcd_only_on_a_change(instance):
     host = instance()
     assert host.run().returncode == 0
-    Path(host.paths.cert_file).write_text("stale\n")
     host.log.unlink()
-    result = subprocess.run(["bash", str(host.script), "refresh-tls"], capture_output=True, text=True, timeout=60,
-                            env={"PATH": f"{host.root / 'stubs'}:{os.environ['PATH']}", "STUB_LOG": str(host.log),
-                                 "STUB_STATE": str(host.state)}, check=False)
+    result = run_refresh(host)
     assert result.returncode == 0, result.stderr
-    assert Path(host.paths.cert_file).read_text() == CERT_PEM + "\n"
-    assert [call.split()[0] for call in host.log.read_text().splitlines()] == ["aws", "aws", "chown", "chown"]
+    assert len(host.calls("aws")) == 3
+    assert host.calls("systemctl") == []  # nothing changed: etcd keeps running
+    assert "wrote" not in result.stderr
+
+    (host.state / "cert.pem").write_text(CERT_PEM.replace("stub", "renewed"))
+    (host.state / "ca.pem").write_text(CA_PEM + "\n" + CERT_PEM.replace("stub", "newca"))
+    host.log.unlink()
+    result = run_refresh(host)
+    assert result.returncode == 0, result.stderr
+    assert "renewed" in Path(host.paths.cert_file).read_text()
+    assert Path(host.paths.ca_file).read_text().count("BEGIN CERTIFICATE") == 2
+    assert host.calls("systemctl") == ["systemctl restart etcd.service"]
+    assert host.calls("mkfs.xfs") == [] and host.calls("curl") == []

@@ -172,3 +172,55 @@ def test_the_version_gate_updates_in_place():
     assert changed.changes and not changed.replaces
     assert not provider.diff("etcd-3.6.5", {"version": "3.6.5"}, {"version": "3.6.5"}).changes
     assert provider.update("etcd-3.6.5", {"version": "3.6.5"}, {"version": "3.6.14"}).outs == {"version": "3.6.14"}
+
+
+# --- moving to a new CA -------------------------------------------------------------------------
+
+def ca_stage(generation: int, rotation: str):
+    raw = {"aws:region": "eu-west-2", "etcd:bastion": "false", "etcd:bootstrap": "static",
+           "etcd:caGeneration": str(generation), "etcd:caRotation": rotation}
+    return offline.run(raw, "test")
+
+
+def subjects(pem_bundle: str) -> list[str]:
+    from cryptography import x509
+
+    return [cert.subject.rfc4514_string() for cert in x509.load_pem_x509_certificates(pem_bundle.encode())]
+
+
+def issuer_of(run, member: str) -> str:
+    from cryptography import x509
+
+    signed = run.named(f"etcd-pki-{member}", "tls:index/locallySignedCert:LocallySignedCert")
+    return x509.load_pem_x509_certificate(signed.state["certPem"].encode()).issuer.rfc4514_string()
+
+
+@pytest.mark.parametrize(("generation", "rotation", "trusted", "issuer"), [
+    (1, "none", ["etcd etcd CA"], "etcd etcd CA"),
+    (2, "trust-new", ["etcd etcd CA 2", "etcd etcd CA"], "etcd etcd CA"),
+    (2, "issue-new", ["etcd etcd CA 2", "etcd etcd CA"], "etcd etcd CA 2"),
+    (2, "none", ["etcd etcd CA 2"], "etcd etcd CA 2"),
+])
+def test_a_ca_move_trusts_both_cas_before_the_new_one_issues(generation, rotation, trusted, issuer):
+    run = ca_stage(generation, rotation)
+    bundle = run.outputs["caCertPem"]
+    assert [s.split("CN=")[1].split(",")[0] for s in subjects(bundle)] == trusted
+    parameter = run.named("etcd-pki-ca-bundle", "aws:ssm/parameter:Parameter")
+    assert parameter.inputs["name"] == "/etcd/tls/ca-bundle"
+    for member in ("etcd-0", "etcd-1", "etcd-2", "operator"):
+        assert f"CN={issuer}" in issuer_of(run, member)
+    cas = run.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    assert len(cas) == len(trusted)
+
+
+def test_the_first_ca_keeps_its_name_across_a_move():
+    before, during = ca_stage(1, "none"), ca_stage(2, "trust-new")
+    first = before.named("etcd-pki-ca", "tls:index/selfSignedCert:SelfSignedCert")
+    assert during.named("etcd-pki-ca", "tls:index/selfSignedCert:SelfSignedCert").public() == first.public()
+
+
+def test_a_rotation_stage_needs_a_new_generation(raw_config):
+    from etcd_stack import config
+
+    with pytest.raises(ConfigError, match=r"^etcd:caRotation: 'trust-new' is not allowed: 'none' until"):
+        config.load(raw_config(caRotation="trust-new"), "test")

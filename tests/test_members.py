@@ -204,7 +204,8 @@ def test_each_member_may_read_only_its_own_secrets(static):
         role = static.named(f"etcd-access-{index}", "aws:iam/role:Role")
         assert static.named(f"etcd-etcd-{index}-read-tls", "aws:iam/rolePolicy:RolePolicy").inputs["role"] == role.id
         for name, arn in parameters.items():
-            assert _allows(policy, arn) == name.startswith(f"/etcd/etcd-{index}/"), (index, name)
+            readable = name.startswith(f"/etcd/etcd-{index}/") or name == "/etcd/tls/ca-bundle"
+            assert _allows(policy, arn) == readable, (index, name)
         assert {s["Action"] for s in policy["Statement"]} == {"ssm:GetParameter"}
 
 

@@ -18,7 +18,8 @@ from etcd_stack.rendering import GIB, BackupSettings, BootstrapSettings, Cluster
 MEMBERS = tuple(MemberPlan(i, f"etcd-{i}", f"etcd-{i}.etcd.internal", f"10.0.{64 * i}.10", f"eu-west-2{'abc'[i]}", i)
                 for i in range(3))
 BOOT = BootstrapSettings(sha256={"amd64": "a" * 64}, region="eu-west-2", key_parameter="/etcd/etcd-0/tls/key",
-                         cert_parameter="/etcd/etcd-0/tls/cert", volume_id="vol-0123456789abcdef0")
+                         cert_parameter="/etcd/etcd-0/tls/cert", ca_parameter="/etcd/tls/ca-bundle",
+                         volume_id="vol-0123456789abcdef0")
 
 
 def settings(version=(3, 6, 14), bootstrap=Bootstrap.STATIC, members=MEMBERS, **extra) -> ClusterSettings:
