@@ -94,8 +94,11 @@ def _name(common_name: str) -> x509.Name:
     ])
 
 
-def _serial(*parts: str) -> int:
-    return int.from_bytes(hashlib.sha256("\0".join(parts).encode()).digest()[:16], "big") >> 1
+def _serial(*parts: str, key: ec.EllipticCurvePublicKey) -> int:
+    """Unique per certificate, as X.509 needs: a new key gives a new serial; the same inputs, the same one."""
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashlib.sha256("\0".join(parts).encode() + spki).digest()
+    return int.from_bytes(digest[:16], "big") >> 1
 
 
 def _key_usage(uses: Sequence[str]) -> x509.KeyUsage:
@@ -122,7 +125,7 @@ def self_signed_ca(key: ec.EllipticCurvePrivateKey, common_name: str, not_before
     builder = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(_serial("ca", common_name))
+        .serial_number(_serial("ca", common_name, key=key.public_key()))
         .not_valid_before(not_before).not_valid_after(not_before + datetime.timedelta(hours=validity_hours))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_key_usage(uses), critical=True)
@@ -147,7 +150,8 @@ def sign(request: x509.CertificateSigningRequest, ca_key: ec.EllipticCurvePrivat
     builder = (
         x509.CertificateBuilder()
         .subject_name(request.subject).issuer_name(ca_cert.subject).public_key(request.public_key())
-        .serial_number(_serial("leaf", request.subject.rfc4514_string(), ca_cert.subject.rfc4514_string()))
+        .serial_number(_serial("leaf", request.subject.rfc4514_string(), ca_cert.subject.rfc4514_string(),
+                               key=request.public_key()))
         .not_valid_before(not_before).not_valid_after(not_before + datetime.timedelta(hours=validity_hours))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(uses), critical=True)

@@ -137,6 +137,20 @@ def sandbox_roll(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_rotate_certs(args: argparse.Namespace) -> int:
+    box = sandbox.Sandbox.load(args.dir.resolve())
+    sandbox.rotate_certs(box, report=print)
+    print(f"rotated the certificates of {len(box.members)} members and the operator, one member at a time")
+    return 0
+
+
+def sandbox_rotate_ca(args: argparse.Namespace) -> int:
+    box = sandbox.Sandbox.load(args.dir.resolve())
+    sandbox.rotate_ca(box, report=print)
+    print("moved to the new CA; the old one is trusted nowhere")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: offline render and local tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     roll_parser.add_argument("--etcd-bin", type=Path, help="upgrade: the etcd binary to roll onto")
     roll_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
     roll_parser.set_defaults(handler=sandbox_roll)
+    for action, handler, what in (
+        ("rotate-certs", sandbox_rotate_certs, "re-issue every certificate from the same CA, one member at a time"),
+        ("rotate-ca", sandbox_rotate_ca, "move to a new CA: trust both, issue from the new one, drop the old"),
+    ):
+        rotate_parser = actions.add_parser(action, help=what)
+        rotate_parser.add_argument("--dir", required=True, type=Path)
+        rotate_parser.set_defaults(handler=handler)
     return parser
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import requests
 
-from etcd_stack import rendering, upgrade
+from etcd_stack import local, rendering, upgrade
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion, StackConfig
 from etcd_stack.gateway import Gateway, GatewayError, health, local_session
-from etcd_stack.local import ClientFiles, local_members, local_paths, write_pki
+from etcd_stack.local import ClientFiles, client_files, local_members, local_paths, write_pki
 from etcd_stack.rendering import CLIENT_PORT, METRICS_PORT, PEER_PORT, BackupSettings, ClusterSettings
 
 STATE_FILE = "sandbox.json"
@@ -216,8 +216,7 @@ class Sandbox:
     # --- layout
     @property
     def client(self) -> ClientFiles:
-        pki = self.directory / "pki"
-        return ClientFiles(pki / "ca.crt", pki / "operator.crt", pki / "operator.key")
+        return client_files(self.directory)
 
     def paths(self, member: MemberPlan) -> rendering.Paths:
         return local_paths(self.directory, member)
@@ -551,3 +550,46 @@ def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | Non
         sandbox.start(member)
         sandbox.wait_healthy([member])
         report(f"  {member.name}  restarted (etcd {sandbox.version}) and healthy")
+
+
+def _restart(sandbox: Sandbox, member: MemberPlan) -> None:
+    sandbox.stop(member)
+    sandbox.start(member)
+    sandbox.wait_healthy([member])
+
+
+def rotate_certs(sandbox: Sandbox, report: Callable[[str], None]) -> None:
+    """New keys and certificates from the same CA, one member at a time, each back to health before the next."""
+    ca = local.LocalCa.load(sandbox.directory)
+    for member in sandbox.members:
+        local.issue_member(sandbox.directory, member, ca)
+        _restart(sandbox, member)
+        report(f"  {member.name}  new certificate, healthy")
+    local.issue_operator(sandbox.directory, ca, sandbox.cluster_name)
+    report("  operator  new client certificate")
+
+
+def rotate_ca(sandbox: Sandbox, report: Callable[[str], None]) -> None:
+    """A move to a new CA in three rolling passes: trust both CAs, issue from the new one, drop the old one."""
+    old = local.LocalCa.load(sandbox.directory)
+    new = local.LocalCa.create(sandbox.cluster_name, old.generation + 1)
+    both = new.pem + old.pem
+    local.trust(sandbox.directory, both)
+    report(f"trust CA {new.generation} beside CA {old.generation}:")
+    for member in sandbox.members:
+        local.trust(sandbox.directory, both, member)
+        _restart(sandbox, member)
+        report(f"  {member.name}  trusts both, healthy")
+    report(f"issue from CA {new.generation}:")
+    for member in sandbox.members:
+        local.issue_member(sandbox.directory, member, new)
+        _restart(sandbox, member)
+        report(f"  {member.name}  certificate from CA {new.generation}, healthy")
+    local.issue_operator(sandbox.directory, new, sandbox.cluster_name)
+    new.save(sandbox.directory)
+    report(f"drop CA {old.generation}:")
+    for member in sandbox.members:
+        local.trust(sandbox.directory, new.pem, member)
+        _restart(sandbox, member)
+        report(f"  {member.name}  trusts CA {new.generation} only, healthy")
+    local.trust(sandbox.directory, new.pem)

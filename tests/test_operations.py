@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from etcd_stack import sandbox
 from etcd_stack.config import Bootstrap
@@ -194,3 +195,45 @@ def test_a_version_skip_is_refused_before_any_member_is_touched(make_sandbox, tm
         sandbox.roll(box, report=lambda _: None, binary=fake)
     assert [box.pid(m) for m in box.members] == pids
     assert Sandbox.load(box.directory).version == "3.5.1"
+
+
+# --- certificate rotation -----------------------------------------------------------------------
+
+def certificate(path: str):
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(Path(path).read_bytes())
+
+
+@pytest.mark.parametrize("rotation", ["rotate-certs", "rotate-ca"])
+def test_certificates_rotate_one_member_at_a_time_under_writes(make_sandbox, rotation, tmp_path):
+    box = make_sandbox()
+    before = {m.name: certificate(box.paths(m).cert_file).serial_number for m in box.members}
+    old_client = tmp_path / "old-client"
+    shutil.copytree(box.directory / "pki", old_client)
+    with Writer(box) as writer:
+        writer.wait_for_writes_after(time.monotonic(), count=20)
+        result = etcd_stack("sandbox", rotation, "--dir", str(box.directory))
+        writer.wait_for_writes_after(time.monotonic(), count=20)
+    assert result.returncode == 0, result.stderr
+    # No write needed more than one retry while members restarted with their new certificates.
+    assert max(writer.retries.values(), default=0) <= 1, writer.retries
+    assert set(writer.acknowledged) <= set(stored(box))
+    for member in box.members:
+        cert = certificate(box.paths(member).cert_file)
+        assert cert.serial_number != before[member.name]
+        cert.verify_directly_issued_by(certificate(str(box.directory / "pki" / "issuer.crt")))
+
+    gateway = sandbox.Gateway(str(box.client.ca), str(old_client / "operator.crt"), str(old_client / "operator.key"))
+    try:
+        if rotation == "rotate-ca":
+            assert "CN=etcd etcd CA 2" in certificate(box.paths(box.members[0]).cert_file).issuer.rfc4514_string()
+            assert Path(box.paths(box.members[0]).ca_file).read_text().count("BEGIN CERTIFICATE") == 1
+            # A client certificate of the old CA is trusted nowhere any more.
+            with pytest.raises(requests.exceptions.SSLError):
+                gateway.put(box.members[0].ip, "old-ca", "refused")
+        else:
+            # The CA is the same, so an older client certificate still works.
+            gateway.put(box.members[0].ip, "same-ca", "accepted")
+    finally:
+        gateway.close()

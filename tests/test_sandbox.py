@@ -83,6 +83,8 @@ class Writer:
     box: Sandbox
     acknowledged: dict[str, float] = field(default_factory=dict)
     failures: int = 0
+    # Per key, the rounds over every member that failed before one acknowledged it.
+    retries: dict[str, int] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -95,8 +97,9 @@ class Writer:
             while not self.stop.is_set() and sequence < 100_000:
                 sequence += 1
                 key = f"w/{sequence:06d}"
-                if not self._put(gateway, key):
+                while not self.stop.is_set() and not self._put(gateway, key):
                     self.failures += 1
+                    self.retries[key] = self.retries.get(key, 0) + 1
                     time.sleep(0.05)
         finally:
             gateway.close()
