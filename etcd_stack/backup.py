@@ -76,7 +76,9 @@ class BackupBucket(pulumi.ComponentResource):
                 f"{name}-write-{index}",
                 role=role.id,
                 policy=bucket.arn.apply(lambda arn: policy(
-                    {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{arn}/{args.cluster_name}/*"},
+                    # Write new snapshots; read them back for a restore (etcd-restore).
+                    {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+                     "Resource": f"{arn}/{args.cluster_name}/*"},
                     {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
                      "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}},
                 )),
