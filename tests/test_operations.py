@@ -237,3 +237,21 @@ def test_certificates_rotate_one_member_at_a_time_under_writes(make_sandbox, rot
             gateway.put(box.members[0].ip, "same-ca", "accepted")
     finally:
         gateway.close()
+
+
+def test_backup_and_restore_work_on_etcd_3_4_with_its_etcdctl(tmp_path, monkeypatch):
+    monkeypatch.setenv("ETCD_BIN", str(ETCD_3_4))
+    directory = tmp_path / "etcd34"
+    box = sandbox.up(directory, "test", stack_config(), Bootstrap.STATIC, report=lambda _: None)
+    try:
+        assert Path(box.paths(box.members[0]).script("etcd-backup")).read_text().count(
+            "readonly SNAPSHOT_TOOL=etcdctl") == 1
+        written = {f"k/{i}": str(i) for i in range(10)}
+        for key, value in written.items():
+            write(box, key, value)
+        snapshot = sandbox.backup(box)
+        write(box, "k/later", "gone after the restore")
+        sandbox.restore(box, snapshot, report=lambda _: None)
+        assert stored(box, "k/") == written
+    finally:
+        sandbox.down(directory)
