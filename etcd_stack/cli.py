@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from etcd_stack import config, offline, rendering, sandbox
+from etcd_stack import config, offline, operations, rendering, sandbox
 from etcd_stack.members import MEMBER_TAG
 
 EXIT_BAD_INPUT = 2
@@ -110,21 +110,21 @@ def sandbox_down(args: argparse.Namespace) -> int:
 
 
 def sandbox_backup(args: argparse.Namespace) -> int:
-    snapshot = sandbox.backup(sandbox.Sandbox.load(args.dir.resolve()))
+    snapshot = operations.backup(sandbox.Sandbox.load(args.dir.resolve()))
     print(f"snapshot {snapshot} ({snapshot.stat().st_size} bytes), taken by the leader")
     return 0
 
 
 def sandbox_restore(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
-    token = sandbox.restore(box, args.snapshot, report=print)
+    token = operations.restore(box, args.snapshot, report=print)
     print(f"restored: {len(box.members)} members healthy, a new cluster ({token}) with the snapshot's data")
     return 0
 
 
 def sandbox_replace_member(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
-    sandbox.replace_member(box, args.member, report=print)
+    operations.replace_member(box, args.member, report=print)
     print(f"{args.member} replaced: a voting member again, caught up with the cluster")
     return 0
 
@@ -132,21 +132,21 @@ def sandbox_replace_member(args: argparse.Namespace) -> int:
 def sandbox_roll(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
     cfg = config.load(read_stack_file(args.project_dir, args.stack), args.stack) if args.stack else None
-    sandbox.roll(box, report=print, cfg=cfg, binary=args.etcd_bin)
+    operations.roll(box, report=print, cfg=cfg, binary=args.etcd_bin)
     print(f"rolled {len(box.members)} members, one at a time")
     return 0
 
 
 def sandbox_rotate_certs(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
-    sandbox.rotate_certs(box, report=print)
+    operations.rotate_certs(box, report=print)
     print(f"rotated the certificates of {len(box.members)} members and the operator, one member at a time")
     return 0
 
 
 def sandbox_rotate_ca(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
-    sandbox.rotate_ca(box, report=print)
+    operations.rotate_ca(box, report=print)
     print("moved to the new CA; the old one is trusted nowhere")
     return 0
 

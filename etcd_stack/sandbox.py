@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,18 +24,17 @@ from pathlib import Path
 
 import requests
 
-from etcd_stack import local, rendering, upgrade
+from etcd_stack import rendering
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion, StackConfig
 from etcd_stack.gateway import Gateway, GatewayError, health, local_session
 from etcd_stack.local import ClientFiles, client_files, local_members, local_paths, write_pki
+from etcd_stack.processes import listening, recorded_pid, spawn, stop_pid, tail
 from etcd_stack.rendering import CLIENT_PORT, METRICS_PORT, PEER_PORT, BackupSettings, ClusterSettings
 
 STATE_FILE = "sandbox.json"
 DISCOVERY_IP = "127.0.100.1"
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
-LOG_TAIL = 20
 
 
 class SandboxError(Exception):
@@ -91,73 +89,6 @@ def etcd_version(binary: Path) -> EtcdVersion:
     if not match:
         raise SandboxError(f"{binary} does not answer --version like etcd")
     return EtcdVersion(*(int(part) for part in match.groups()))
-
-
-# --- processes ------------------------------------------------------------------------------
-
-def alive(pid: int) -> bool:
-    """Running, and not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """Signals the process and waits until it is gone; a TERM that is not obeyed in time becomes a KILL."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not alive(pid):
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    while alive(pid):
-        _reap(pid)
-        time.sleep(0.05)
-
-
-def recorded_pid(pid_file: Path, argument: str) -> int | None:
-    """The live process a pid file names, if its command line still holds `argument`: a recycled pid
-    belongs to someone else. The command line reads empty only for an instant, while a launcher
-    replaces itself with etcd."""
-    try:
-        pid = int(pid_file.read_text())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ValueError):
-        return None
-    ours = command == b"" or argument.encode() in command.split(b"\0")
-    return pid if ours and alive(pid) else None
-
-
-def _spawn(command: list[str], log: Path) -> int:
-    with open(log, "ab") as output:
-        # A session of its own: the member outlives the command that started it.
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    return process.pid
-
-
-def listening(ip: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((ip, port)) == 0
-
-
-def tail(path: Path, lines: int = LOG_TAIL) -> list[str]:
-    if not path.exists():
-        return []
-    return path.read_text(errors="replace").splitlines()[-lines:]
 
 
 # --- the sandbox ----------------------------------------------------------------------------
@@ -267,7 +198,7 @@ class Sandbox:
         pid = self.pid(member)
         if pid is not None:
             return pid
-        pid = _spawn([self.binary, "--config-file", self.paths(member).config_file], self.log_file(member))
+        pid = spawn([self.binary, "--config-file", self.paths(member).config_file], self.log_file(member))
         self.pid_file(member).write_text(f"{pid}\n")
         return pid
 
@@ -347,7 +278,7 @@ def start_discovery(directory: Path, binary: str, size: int) -> str:
     pid_file = home / "pid"
     data_dir = str(home / "data")
     if recorded_pid(pid_file, data_dir) is None:
-        pid = _spawn([
+        pid = spawn([
             binary, "--name", "discovery", "--data-dir", data_dir, "--enable-v2=true",
             "--listen-client-urls", base, "--advertise-client-urls", base,
             "--listen-peer-urls", f"http://{DISCOVERY_IP}:2380",
@@ -478,118 +409,3 @@ def down(directory: Path, purge: bool = False) -> list[str]:
         if members_dir.exists() and not any(members_dir.iterdir()):
             members_dir.rmdir()
     return stopped
-
-
-# --- day-2 operations, through the scripts each member ships ----------------------------------
-
-def backup(sandbox: Sandbox) -> Path:
-    """Runs every member's backup script, as the timers would: the leader's takes the snapshot."""
-    before = {path: path.stat().st_mtime_ns for path in sandbox.backups.glob("*.db")}
-    for member in sandbox.running():
-        sandbox.run_script(member, "etcd-backup")
-    made = [path for path in sandbox.backups.glob("*.db") if before.get(path) != path.stat().st_mtime_ns]
-    if len(made) != 1:
-        raise SandboxError(f"expected one snapshot from the leader, found {len(made)} in {sandbox.backups}")
-    return made[0]
-
-
-def restore(sandbox: Sandbox, snapshot: Path, report: Callable[[str], None]) -> str:
-    """The restore runbook: stop every member, restore each from the same snapshot with a new token, start."""
-    if not snapshot.is_file():
-        raise SandboxError(f"--snapshot: {str(snapshot)!r} is not a file")
-    token = new_token(sandbox.cluster_name)
-    for member in sandbox.members:
-        sandbox.stop(member)
-    report(f"stopped {len(sandbox.members)} members")
-    for member in sandbox.members:
-        sandbox.run_script(member, "etcd-restore", f"file://{snapshot.resolve()}", token)
-        report(f"  {member.name}  restored from {snapshot.name}")
-    sandbox.token = token
-    sandbox.save()
-    for member in sandbox.members:
-        sandbox.start(member)
-    sandbox.wait_healthy(sandbox.members, report=report)
-    return token
-
-
-def replace_member(sandbox: Sandbox, name: str, report: Callable[[str], None]) -> None:
-    """A member whose data is lost: its process and data go, then its join script brings it back as a
-    learner, it starts against the running cluster and is promoted once it has caught up."""
-    try:
-        member = sandbox.member(name)
-    except StopIteration:
-        raise SandboxError(f"--member: {name!r} is not one of {', '.join(m.name for m in sandbox.members)}") from None
-    sandbox.stop(member, signal.SIGKILL)
-    shutil.rmtree(sandbox.paths(member).data_dir, ignore_errors=True)
-    sandbox.render(member)  # its files as a new instance would get them
-    report(f"{name}: stopped and its data removed")
-    report("  " + sandbox.run_script(member, "etcd-join", "prepare").strip())
-    sandbox.start(member)
-    report("  " + sandbox.run_script(member, "etcd-join", "promote", env={"ETCD_JOIN_PROMOTE_TIMEOUT": "120"}).strip())
-    sandbox.wait_healthy([member], report=report)
-
-
-def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | None = None,
-         binary: Path | None = None) -> None:
-    """One member at a time: render its new configuration (and binary), restart it, and go on only once
-    it is healthy again."""
-    if binary is not None:
-        binary = real_binary(binary)
-        target = etcd_version(binary)
-        reason = upgrade.refusal(parse_version(sandbox.version), target)
-        if reason:
-            raise SandboxError(f"--etcd-bin: {reason}")
-        sandbox.binary, sandbox.version = str(binary), str(target)
-        link_tools(binary, sandbox.directory / "bin")
-    if cfg is not None:
-        sandbox.heartbeat_ms, sandbox.election_ms = cfg.heartbeat_ms, cfg.election_ms
-    sandbox.save()
-    for member in sandbox.members:
-        sandbox.render(member)
-        sandbox.stop(member)
-        sandbox.start(member)
-        sandbox.wait_healthy([member])
-        report(f"  {member.name}  restarted (etcd {sandbox.version}) and healthy")
-
-
-def _restart(sandbox: Sandbox, member: MemberPlan) -> None:
-    sandbox.stop(member)
-    sandbox.start(member)
-    sandbox.wait_healthy([member])
-
-
-def rotate_certs(sandbox: Sandbox, report: Callable[[str], None]) -> None:
-    """New keys and certificates from the same CA, one member at a time, each back to health before the next."""
-    ca = local.LocalCa.load(sandbox.directory)
-    for member in sandbox.members:
-        local.issue_member(sandbox.directory, member, ca)
-        _restart(sandbox, member)
-        report(f"  {member.name}  new certificate, healthy")
-    local.issue_operator(sandbox.directory, ca, sandbox.cluster_name)
-    report("  operator  new client certificate")
-
-
-def rotate_ca(sandbox: Sandbox, report: Callable[[str], None]) -> None:
-    """A move to a new CA in three rolling passes: trust both CAs, issue from the new one, drop the old one."""
-    old = local.LocalCa.load(sandbox.directory)
-    new = local.LocalCa.create(sandbox.cluster_name, old.generation + 1)
-    both = new.pem + old.pem
-    local.trust(sandbox.directory, both)
-    report(f"trust CA {new.generation} beside CA {old.generation}:")
-    for member in sandbox.members:
-        local.trust(sandbox.directory, both, member)
-        _restart(sandbox, member)
-        report(f"  {member.name}  trusts both, healthy")
-    report(f"issue from CA {new.generation}:")
-    for member in sandbox.members:
-        local.issue_member(sandbox.directory, member, new)
-        _restart(sandbox, member)
-        report(f"  {member.name}  certificate from CA {new.generation}, healthy")
-    local.issue_operator(sandbox.directory, new, sandbox.cluster_name)
-    new.save(sandbox.directory)
-    report(f"drop CA {old.generation}:")
-    for member in sandbox.members:
-        local.trust(sandbox.directory, new.pem, member)
-        _restart(sandbox, member)
-        report(f"  {member.name}  trusts CA {new.generation} only, healthy")
-    local.trust(sandbox.directory, new.pem)

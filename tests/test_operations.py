@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from etcd_stack import sandbox
+from etcd_stack import operations, sandbox
 from etcd_stack.config import Bootstrap
+from etcd_stack.gateway import Gateway
 from etcd_stack.sandbox import Sandbox, SandboxError
 
 from .test_sandbox import (
@@ -93,14 +94,14 @@ def test_only_the_leader_takes_the_snapshot_and_records_it(make_sandbox):
 
 def test_restore_refuses_while_the_member_runs(make_sandbox):
     box = make_sandbox()
-    snapshot = sandbox.backup(box)
+    snapshot = operations.backup(box)
     with pytest.raises(SandboxError, match="etcd-0 is running: stop etcd on every member first"):
         box.run_script(box.members[0], "etcd-restore", f"file://{snapshot}", "new-token")
 
 
 def test_a_damaged_snapshot_is_refused_and_the_data_left_alone(make_sandbox):
     box = make_sandbox()
-    snapshot = sandbox.backup(box)
+    snapshot = operations.backup(box)
     damaged = snapshot.with_name("damaged.db")
     damaged.write_bytes(snapshot.read_bytes()[: snapshot.stat().st_size // 2])
     for member in box.members:
@@ -144,7 +145,7 @@ def test_a_member_that_lost_its_data_rejoins_while_writes_go_on(make_sandbox):
 def test_replace_member_names_an_unknown_member(make_sandbox):
     box = make_sandbox()
     with pytest.raises(SandboxError, match=r"--member: 'etcd-9' is not one of etcd-0, etcd-1, etcd-2"):
-        sandbox.replace_member(box, "etcd-9", report=lambda _: None)
+        operations.replace_member(box, "etcd-9", report=lambda _: None)
 
 
 # --- rolling changes --------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_a_rolling_restart_with_new_settings_keeps_writes_flowing(make_sandbox):
     faster = type(faster)(**{**faster.__dict__, "heartbeat_ms": 50, "election_ms": 600})
     with Writer(box) as writer:
         writer.wait_for_writes_after(time.monotonic(), count=20)
-        sandbox.roll(box, report=lambda _: None, cfg=faster)
+        operations.roll(box, report=lambda _: None, cfg=faster)
         writer.wait_for_writes_after(time.monotonic(), count=20)
     assert longest_pause(writer) < LONGEST_PAUSE_S
     assert set(writer.acknowledged) <= set(stored(box))
@@ -173,7 +174,7 @@ def test_a_rolling_upgrade_from_3_4_to_3_5_keeps_every_write(tmp_path, monkeypat
         assert {gateway.status(m.ip)["version"] for m in box.members} == {"3.4.23"}
         with Writer(box) as writer:
             writer.wait_for_writes_after(time.monotonic(), count=20)
-            sandbox.roll(box, report=lambda _: None, binary=ETCD_3_5)
+            operations.roll(box, report=lambda _: None, binary=ETCD_3_5)
             writer.wait_for_writes_after(time.monotonic(), count=20)
         assert {gateway.status(m.ip)["version"] for m in box.members} == {"3.5.1"}
         gateway.close()
@@ -192,7 +193,7 @@ def test_a_version_skip_is_refused_before_any_member_is_touched(make_sandbox, tm
     pids = [box.pid(m) for m in box.members]
     refused = r"--etcd-bin: 3\.5\.1 to 3\.7\.0 skips a minor version; upgrade to 3\.6 first"
     with pytest.raises(SandboxError, match=refused):
-        sandbox.roll(box, report=lambda _: None, binary=fake)
+        operations.roll(box, report=lambda _: None, binary=fake)
     assert [box.pid(m) for m in box.members] == pids
     assert Sandbox.load(box.directory).version == "3.5.1"
 
@@ -224,7 +225,7 @@ def test_certificates_rotate_one_member_at_a_time_under_writes(make_sandbox, rot
         assert cert.serial_number != before[member.name]
         cert.verify_directly_issued_by(certificate(str(box.directory / "pki" / "issuer.crt")))
 
-    gateway = sandbox.Gateway(str(box.client.ca), str(old_client / "operator.crt"), str(old_client / "operator.key"))
+    gateway = Gateway(str(box.client.ca), str(old_client / "operator.crt"), str(old_client / "operator.key"))
     try:
         if rotation == "rotate-ca":
             assert "CN=etcd etcd CA 2" in certificate(box.paths(box.members[0]).cert_file).issuer.rfc4514_string()
@@ -249,9 +250,9 @@ def test_backup_and_restore_work_on_etcd_3_4_with_its_etcdctl(tmp_path, monkeypa
         written = {f"k/{i}": str(i) for i in range(10)}
         for key, value in written.items():
             write(box, key, value)
-        snapshot = sandbox.backup(box)
+        snapshot = operations.backup(box)
         write(box, "k/later", "gone after the restore")
-        sandbox.restore(box, snapshot, report=lambda _: None)
+        operations.restore(box, snapshot, report=lambda _: None)
         assert stored(box, "k/") == written
     finally:
         sandbox.down(directory)

@@ -19,7 +19,8 @@ import requests
 from etcd_stack import config, sandbox
 from etcd_stack.config import Bootstrap
 from etcd_stack.gateway import GatewayError, health, local_session
-from etcd_stack.sandbox import Sandbox, alive
+from etcd_stack.processes import alive
+from etcd_stack.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 ELECTION_MS = 1000
