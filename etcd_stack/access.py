@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from etcd_stack.config import IPNetwork, architecture
 from etcd_stack.iam import instance_role
-from etcd_stack.tags import tagged
+from etcd_stack.tags import ROLE_TAG, tagged
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -162,7 +162,7 @@ class Bastion(pulumi.ComponentResource):
             associate_public_ip_address=True,
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
             root_block_device={"encrypted": True, "volume_type": "gp3"},
-            tags=tagged(tags, name),
+            tags={**tagged(tags, name), ROLE_TAG: "bastion"},
             # The image is resolved once; a newer AL2023 release must not replace the host by itself.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
         )

@@ -20,7 +20,7 @@ from etcd_stack.addressing import MemberPlan
 from etcd_stack.backup import METRIC_NAMESPACE, destination
 from etcd_stack.pki import MemberSecrets, ca_bundle_parameter
 from etcd_stack.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
-from etcd_stack.tags import tagged
+from etcd_stack.tags import ROLE_TAG, tagged
 
 DATA_DEVICE = "/dev/sdf"
 MEMBER_TAG = "etcd-member"
@@ -67,7 +67,7 @@ class EtcdMembers(pulumi.ComponentResource):
         args = self._args
         name = f"{self._name}-{plan.index}"
         child = pulumi.ResourceOptions(parent=self)
-        member_tags = {**args.tags, MEMBER_TAG: plan.name}
+        member_tags = {**args.tags, MEMBER_TAG: plan.name, ROLE_TAG: "member"}
         interface = aws.ec2.NetworkInterface(
             name,
             subnet_id=args.private_subnet_ids[plan.zone_index],

@@ -35,6 +35,8 @@ class Registered:
     ignore_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
     dependencies: tuple[str, ...] = ()
+    # Input property -> the (type, name) of each resource its value came from.
+    property_dependencies: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The inventory entry: secret values replaced by a marker."""
@@ -46,6 +48,7 @@ class OfflineRun:
     config: config.StackConfig
     resources: list[Registered]
     outputs: dict[str, Any]
+    secret_outputs: frozenset[str] = frozenset()
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]
@@ -58,6 +61,11 @@ class OfflineRun:
         if len(found) != 1:
             raise KeyError(f"{len(found)} resources named {name!r} of type {typ}")
         return found[0]
+
+
+def _type_and_name(urn: str) -> tuple[str, str]:
+    _, _, qualified_type, name = urn.split("::", 3)
+    return qualified_type.split("$")[-1], name
 
 
 def _logical_name(urn: str) -> str | None:
@@ -81,7 +89,9 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
             self.registered.append(
                 Registered(request.type, request.name, _logical_name(request.parent), inputs, response.id, state,
                            tuple(request.ignoreChanges), request.deleteBeforeReplace,
-                           tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)))
+                           tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)),
+                           {prop: tuple(_type_and_name(urn) for urn in deps.urns)
+                            for prop, deps in request.propertyDependencies.items()})
             )
         return response
 
@@ -119,15 +129,17 @@ def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__mai
     mocks = StackMocks(stack_config.region)
     monitor = RecordingMonitor(mocks)
 
-    async def resolve_outputs() -> dict[str, Any]:
+    async def resolve_outputs() -> tuple[dict[str, Any], frozenset[str]]:
         root = settings.get_root_resource()
-        return await pulumi.Output.from_input(root.outputs).future(with_unknowns=True) or {}
+        values = await pulumi.Output.from_input(root.outputs).future(with_unknowns=True) or {}
+        secret = {name for name, value in root.outputs.items() if await pulumi.Output.from_input(value).is_secret()}
+        return values, frozenset(secret)
 
     with _own_event_loops():
         settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(raw))
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
-        outputs = _sync_await(resolve_outputs())
+        outputs, secret_outputs = _sync_await(resolve_outputs())
     ordered = sorted(monitor.registered, key=lambda r: (r.name, r.type))
-    return OfflineRun(config=stack_config, resources=ordered, outputs=outputs)
+    return OfflineRun(config=stack_config, resources=ordered, outputs=outputs, secret_outputs=secret_outputs)

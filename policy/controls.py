@@ -1,0 +1,339 @@
+"""The security controls the stack promises, as plain functions over resources (no policy engine needed).
+
+Each control is named after the control it enforces: AWS Foundational Security Best Practices
+(EC2.x, S3.x, SSM.1) and the CIS benchmark's etcd section (2.1 to 2.7) applied to each member's
+rendered configuration. A check returns one message per violation, naming the resource.
+Values that are not known yet (a preview before the cloud has answered) are not judged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from cryptography import x509
+
+SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+WORLD = ("0.0.0.0/0", "::/0")
+ROLE_TAG = "etcd-role"
+CLUSTER_TAG = "etcd-cluster"
+MEMBER_CONFIGS = ("/etc/etcd/etcd.yaml", "/etc/etcd/etcd-join.yaml")
+
+VPC = "aws:ec2/vpc:Vpc"
+INSTANCE = "aws:ec2/instance:Instance"
+BUCKET = "aws:s3/bucket:Bucket"
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    # Property -> the (type, name) of each resource its value comes from.
+    property_dependencies: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.type, self.name)
+
+    def label(self) -> str:
+        return f"{self.type} {self.name}"
+
+    def refers_to(self, prop: str, other: Resource) -> bool:
+        return other.key in self.property_dependencies.get(prop, ())
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    description: str
+    check: Callable[..., list[str]]
+    # "resource": check(resource) for each resource; "stack": check(resources) once.
+    scope: str = "resource"
+
+
+def _of(resources: Sequence[Resource], typ: str) -> list[Resource]:
+    return [r for r in resources if r.type == typ]
+
+
+# --- AWS Foundational Security Best Practices ------------------------------------------------------
+
+def default_security_group_has_no_rules(r: Resource) -> list[str]:
+    if r.type != "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup":
+        return []
+    rules = [kind for kind in ("ingress", "egress") if r.props.get(kind)]
+    return [f"{r.label()}: the default security group keeps {' and '.join(rules)} rules"] if rules else []
+
+
+def vpc_flow_logs(resources: Sequence[Resource]) -> list[str]:
+    logged = _of(resources, "aws:ec2/flowLog:FlowLog")
+    return [f"{vpc.label()}: no flow log records its traffic" for vpc in _of(resources, VPC)
+            if not any(log.refers_to("vpcId", vpc) for log in logged)]
+
+
+def ebs_encrypted(r: Resource) -> list[str]:
+    if r.type == "aws:ebs/volume:Volume" and r.props.get("encrypted") is not True:
+        return [f"{r.label()}: the EBS volume is not encrypted"]
+    if r.type == INSTANCE:
+        devices = [r.props.get("rootBlockDevice") or {}, *(r.props.get("ebsBlockDevices") or [])]
+        if any(device.get("encrypted") is not True for device in devices):
+            return [f"{r.label()}: a block device of the instance is not encrypted"]
+    return []
+
+
+def imdsv2_required(r: Resource) -> list[str]:
+    if r.type == INSTANCE and (r.props.get("metadataOptions") or {}).get("httpTokens") != "required":
+        return [f"{r.label()}: the instance metadata service does not require IMDSv2 tokens"]
+    return []
+
+
+def no_public_ipv4_but_the_bastion(r: Resource) -> list[str]:
+    public = r.type == INSTANCE and r.props.get("associatePublicIpAddress")
+    if public and (r.props.get("tags") or {}).get(ROLE_TAG) != "bastion":
+        return [f"{r.label()}: only the bastion may have a public IPv4 address"]
+    return []
+
+
+def no_ingress_from_the_world(r: Resource) -> list[str]:
+    sources: list[str] = []
+    if r.type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        sources = [r.props.get("cidrIpv4"), r.props.get("cidrIpv6")]
+    elif r.type == "aws:ec2/securityGroupRule:SecurityGroupRule" and r.props.get("type") == "ingress":
+        sources = [*(r.props.get("cidrBlocks") or []), *(r.props.get("ipv6CidrBlocks") or [])]
+    elif r.type == "aws:ec2/securityGroup:SecurityGroup":
+        for rule in r.props.get("ingress") or []:
+            sources += [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])]
+    open_to = sorted({s for s in sources if s in WORLD})
+    return [f"{r.label()}: ingress open to {', '.join(open_to)}"] if open_to else []
+
+
+def subnets_assign_no_public_ip(r: Resource) -> list[str]:
+    if r.type == "aws:ec2/subnet:Subnet" and r.props.get("mapPublicIpOnLaunch"):
+        return [f"{r.label()}: the subnet gives instances public IPv4 addresses by default"]
+    return []
+
+
+def instances_managed_by_ssm(resources: Sequence[Resource]) -> list[str]:
+    profiles = _of(resources, "aws:iam/instanceProfile:InstanceProfile")
+    roles = _of(resources, "aws:iam/role:Role")
+    grants = [a for a in _of(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+              if a.props.get("policyArn") == SSM_CORE_POLICY]
+    found = []
+    for instance in _of(resources, INSTANCE):
+        managed = any(
+            instance.refers_to("iamInstanceProfile", profile) and profile.refers_to("role", role)
+            and any(grant.refers_to("role", role) for grant in grants)
+            for profile in profiles for role in roles
+        )
+        if not managed:
+            found.append(f"{instance.label()}: no instance role with {SSM_CORE_POLICY}, so SSM cannot manage it")
+    return found
+
+
+def _bucket_settings(resources: Sequence[Resource], typ: str) -> dict[tuple[str, str], list[Resource]]:
+    return {bucket.key: [s for s in _of(resources, typ) if s.refers_to("bucket", bucket)]
+            for bucket in _of(resources, BUCKET)}
+
+
+def buckets_block_public_access(resources: Sequence[Resource]) -> list[str]:
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    found = []
+    for bucket in _of(resources, BUCKET):
+        blocks = _bucket_settings(resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")[bucket.key]
+        if not any(all(block.props.get(flag) is True for flag in flags) for block in blocks):
+            found.append(f"{bucket.label()}: public access is not blocked on all four settings")
+    return found
+
+
+def _denies_plain_http(document: Any) -> bool:
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return False
+    statements = (document or {}).get("Statement", [])
+    return any(s.get("Effect") == "Deny"
+               and (s.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+               for s in statements)
+
+
+def buckets_refuse_plain_http(resources: Sequence[Resource]) -> list[str]:
+    policies = _bucket_settings(resources, "aws:s3/bucketPolicy:BucketPolicy")
+    return [f"{bucket.label()}: no bucket policy denies requests without TLS"
+            for bucket in _of(resources, BUCKET) if not any(_denies_plain_http(p.props.get("policy"))
+                                                            for p in policies[bucket.key])]
+
+
+def buckets_versioned(resources: Sequence[Resource]) -> list[str]:
+    settings = _bucket_settings(resources, "aws:s3/bucketVersioning:BucketVersioning")
+    return [f"{bucket.label()}: versioning is not enabled" for bucket in _of(resources, BUCKET)
+            if not any((v.props.get("versioningConfiguration") or {}).get("status") == "Enabled"
+                       for v in settings[bucket.key])]
+
+
+def buckets_encrypted(resources: Sequence[Resource]) -> list[str]:
+    typ = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    settings = _bucket_settings(resources, typ)
+    return [f"{bucket.label()}: no default server-side encryption" for bucket in _of(resources, BUCKET)
+            if not any(rule.get("applyServerSideEncryptionByDefault", {}).get("sseAlgorithm")
+                       for s in settings[bucket.key] for rule in s.props.get("rules") or [])]
+
+
+def load_balancer_internal(r: Resource) -> list[str]:
+    if r.type == "aws:lb/loadBalancer:LoadBalancer" and r.props.get("internal") is not True:
+        return [f"{r.label()}: the load balancer faces the internet"]
+    return []
+
+
+# --- CIS etcd, on each member's rendered configuration ----------------------------------------------
+
+def member_files(r: Resource) -> dict[str, str] | None:
+    """The files a member's user_data writes, or None when this is no member or its user_data is unknown."""
+    if r.type != INSTANCE or (r.props.get("tags") or {}).get(ROLE_TAG) != "member":
+        return None
+    text = r.props.get("userData")
+    encoded = r.props.get("userDataBase64")
+    if not text and isinstance(encoded, str):
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+            text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+        except (binascii.Error, OSError, UnicodeDecodeError):
+            return {}
+    if not isinstance(text, str):
+        return None
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return {}
+    return {f.get("path"): f.get("content", "") for f in document.get("write_files") or []}
+
+
+Judge = Callable[[Resource, dict[str, Any], dict[str, str]], list[str]]
+
+
+def _member_check(judge: Judge) -> Callable[[Resource], list[str]]:
+    """Runs `judge(member, config, files)` on every etcd configuration file a member writes."""
+
+    def check(r: Resource) -> list[str]:
+        files = member_files(r)
+        if files is None:
+            return []
+        configs = {path: files[path] for path in MEMBER_CONFIGS if path in files}
+        if not configs:
+            return [f"{r.label()}: the member's user_data writes no etcd configuration"]
+        found = []
+        for path, text in configs.items():
+            config = yaml.safe_load(text) or {}
+            found += [f"{r.label()}: {path}: {problem}" for problem in judge(r, config, files)]
+        return found
+
+    return check
+
+
+def _block(config: dict[str, Any], block: str) -> dict[str, Any]:
+    return config.get(block) or {}
+
+
+def _cert_and_key(block: str) -> Judge:
+    def judge(r: Resource, config: dict[str, Any], files: dict[str, str]) -> list[str]:
+        settings = _block(config, block)
+        return [f"{block} sets no {key}" for key in ("cert-file", "key-file") if not settings.get(key)]
+
+    return judge
+
+
+def _client_cert_auth(block: str) -> Judge:
+    def judge(r: Resource, config: dict[str, Any], files: dict[str, str]) -> list[str]:
+        return [] if _block(config, block).get("client-cert-auth") is True else [f"{block} client-cert-auth is off"]
+
+    return judge
+
+
+def _no_auto_tls(block: str) -> Judge:
+    def judge(r: Resource, config: dict[str, Any], files: dict[str, str]) -> list[str]:
+        return [f"{block} auto-tls is on"] if _block(config, block).get("auto-tls") is True else []
+
+    return judge
+
+
+def _cluster_own_ca(r: Resource, config: dict[str, Any], files: dict[str, str]) -> list[str]:
+    """Both transports trust a CA file the member's own user_data writes, holding only this cluster's CAs."""
+    cluster = (r.props.get("tags") or {}).get(CLUSTER_TAG, "")
+    found = []
+    for block in ("client-transport-security", "peer-transport-security"):
+        ca_file = _block(config, block).get("trusted-ca-file")
+        if not ca_file:
+            found.append(f"{block} trusts no CA file of its own")
+            continue
+        if ca_file not in files:
+            found.append(f"{block} trusts {ca_file}, which is not the cluster's CA the user_data writes")
+            continue
+        try:
+            certs = x509.load_pem_x509_certificates(files[ca_file].encode())
+        except ValueError:
+            found.append(f"{block} trusts {ca_file}, which holds no certificates")
+            continue
+        for cert in certs:
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            own = bool(names) and str(names[0].value).startswith(f"{cluster} etcd CA")
+            if not constraints.ca or cert.issuer != cert.subject or not own:
+                found.append(f"{block} trusts {ca_file}, which holds {cert.subject.rfc4514_string()}, "
+                             f"not a CA of cluster {cluster!r}")
+    return found
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("ec2-2-default-security-group-has-no-rules",
+            "EC2.2: the VPC's default security group allows no traffic", default_security_group_has_no_rules),
+    Control("ec2-6-vpc-flow-logs-enabled", "EC2.6: every VPC records flow logs", vpc_flow_logs, "stack"),
+    Control("ec2-3-ec2-7-ebs-encrypted", "EC2.3/EC2.7: every EBS volume and instance disk is encrypted",
+            ebs_encrypted),
+    Control("ec2-8-imdsv2-required", "EC2.8: instances require IMDSv2", imdsv2_required),
+    Control("ec2-9-no-public-ipv4-but-the-bastion", "EC2.9: no instance but the bastion has a public IPv4 address",
+            no_public_ipv4_but_the_bastion),
+    Control("ec2-13-14-18-19-no-ingress-from-the-world",
+            "EC2.13/14/18/19: no security group admits 0.0.0.0/0 or ::/0", no_ingress_from_the_world),
+    Control("ec2-15-subnets-assign-no-public-ip", "EC2.15: subnets do not assign public IPv4 addresses",
+            subnets_assign_no_public_ip),
+    Control("ssm-1-instances-managed-by-ssm", "SSM.1: every instance can be managed by Systems Manager",
+            instances_managed_by_ssm, "stack"),
+    Control("s3-1-s3-8-bucket-blocks-public-access", "S3.1/S3.8: buckets block all public access",
+            buckets_block_public_access, "stack"),
+    Control("s3-5-bucket-refuses-plain-http", "S3.5: buckets refuse requests without TLS",
+            buckets_refuse_plain_http, "stack"),
+    Control("s3-14-bucket-versioned", "S3.14: buckets keep versions", buckets_versioned, "stack"),
+    Control("s3-bucket-encrypted", "S3: buckets encrypt objects by default", buckets_encrypted, "stack"),
+    Control("elb-load-balancer-internal", "The etcd load balancer is internal", load_balancer_internal),
+    Control("cis-etcd-2-1-client-cert-and-key", "CIS etcd 2.1: clients are served with a certificate and key",
+            _member_check(_cert_and_key("client-transport-security"))),
+    Control("cis-etcd-2-2-client-cert-auth", "CIS etcd 2.2: clients must present a certificate",
+            _member_check(_client_cert_auth("client-transport-security"))),
+    Control("cis-etcd-2-3-no-client-auto-tls", "CIS etcd 2.3: no self-signed certificates for clients",
+            _member_check(_no_auto_tls("client-transport-security"))),
+    Control("cis-etcd-2-4-peer-cert-and-key", "CIS etcd 2.4: peers talk with a certificate and key",
+            _member_check(_cert_and_key("peer-transport-security"))),
+    Control("cis-etcd-2-5-peer-client-cert-auth", "CIS etcd 2.5: peers must present a certificate",
+            _member_check(_client_cert_auth("peer-transport-security"))),
+    Control("cis-etcd-2-6-no-peer-auto-tls", "CIS etcd 2.6: no self-signed certificates between peers",
+            _member_check(_no_auto_tls("peer-transport-security"))),
+    Control("cis-etcd-2-7-cluster-own-ca", "CIS etcd 2.7: etcd trusts a CA of its own",
+            _member_check(_cluster_own_ca)),
+)
+
+
+def violations(resources: Sequence[Resource], controls: Sequence[Control] = CONTROLS) -> dict[str, list[str]]:
+    """Every control's findings over a whole stack: the pack's verdict without the engine."""
+    found: dict[str, list[str]] = {}
+    for control in controls:
+        if control.scope == "stack":
+            found[control.name] = control.check(resources)
+        else:
+            found[control.name] = [message for r in resources for message in control.check(r)]
+    return found
