@@ -448,6 +448,12 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
         raise ConfigError(
             "etcd:caRotation", c.ca_rotation.value, "'none' until etcd:caGeneration is raised to a new CA (2 or more)"
         )
+    for cidr in c.ssh_allowed_cidrs:
+        if cidr.version == 4 and cidr.overlaps(c.vpc_cidr):
+            raise ConfigError(
+                "etcd:sshAllowedCidrs", str(cidr),
+                f"addresses outside the VPC's {c.vpc_cidr} (the bastion is reached from outside it)",
+            )
     if c.bastion:
         if not c.ssh_allowed_cidrs:
             raise ConfigError(

@@ -126,8 +126,15 @@ def _own_event_loops() -> Iterator[None]:
 def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__main__.py") -> OfflineRun:
     """Validates the config, then runs the program under the mocks. A ConfigError leaves nothing registered."""
     stack_config = config.load(raw, stack)
-    mocks = StackMocks(stack_config.region)
-    monitor = RecordingMonitor(mocks)
+    monitor = RecordingMonitor(StackMocks(stack_config.region))
+    outputs, secret_outputs = execute(raw, stack, monitor, program)
+    ordered = sorted(monitor.registered, key=lambda r: (r.name, r.type))
+    return OfflineRun(config=stack_config, resources=ordered, outputs=outputs, secret_outputs=secret_outputs)
+
+
+def execute(raw: Mapping[str, str], stack: str, monitor: RecordingMonitor,
+            program: Path = PROJECT_DIR / "__main__.py") -> tuple[dict[str, Any], frozenset[str]]:
+    """Runs the program under the monitor's mocks; returns its outputs and which of them are secret."""
 
     async def resolve_outputs() -> tuple[dict[str, Any], frozenset[str]]:
         root = settings.get_root_resource()
@@ -138,8 +145,6 @@ def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__mai
     with _own_event_loops():
         settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(raw))
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
-        outputs, secret_outputs = _sync_await(resolve_outputs())
-    ordered = sorted(monitor.registered, key=lambda r: (r.name, r.type))
-    return OfflineRun(config=stack_config, resources=ordered, outputs=outputs, secret_outputs=secret_outputs)
+        return _sync_await(resolve_outputs())
