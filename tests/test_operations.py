@@ -3,7 +3,6 @@ backup and restore, replacing a member that lost its data, rolling restarts and 
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import signal
 import sys
@@ -17,10 +16,10 @@ from etcd_stack import operations, sandbox
 from etcd_stack.config import Bootstrap
 from etcd_stack.gateway import Gateway
 from etcd_stack.sandbox import Sandbox, SandboxError
+from etcd_stack.workload import Writer
 
 from .test_sandbox import (
     ELECTION_MS,
-    Writer,
     etcd_stack,
     leader,
     make_sandbox,
@@ -36,11 +35,6 @@ ETCD_3_4 = Path(sys.executable).parent.parent / "etcd-3.4" / "usr" / "bin" / "et
 ETCD_3_5 = sandbox.real_binary(Path(sys.executable).parent / "etcd")
 # Writes may pause for an election, never longer.
 LONGEST_PAUSE_S = 5 * ELECTION_MS / 1000
-
-
-def longest_pause(writer: Writer) -> float:
-    times = sorted(writer.acknowledged.values())
-    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 def member_data(box: Sandbox) -> dict[str, list[str]]:
@@ -125,7 +119,7 @@ def test_a_member_that_lost_its_data_rejoins_while_writes_go_on(make_sandbox):
         assert "added back as a learner" in result.stdout and "promoted to a voting member" in result.stdout
         writer.wait_for_writes_after(time.monotonic(), count=20)
     # The cluster kept its quorum throughout: writes never waited longer than an election.
-    assert longest_pause(writer) < LONGEST_PAUSE_S
+    assert writer.longest_pause() < LONGEST_PAUSE_S
     new_ids = member_ids(box)
     assert set(new_ids) == set(old_ids) and new_ids[victim.name] != old_ids[victim.name]
     assert {name: new_ids[name] for name in new_ids if name != victim.name} == {
@@ -158,7 +152,7 @@ def test_a_rolling_restart_with_new_settings_keeps_writes_flowing(make_sandbox):
         writer.wait_for_writes_after(time.monotonic(), count=20)
         operations.roll(box, report=lambda _: None, cfg=faster)
         writer.wait_for_writes_after(time.monotonic(), count=20)
-    assert longest_pause(writer) < LONGEST_PAUSE_S
+    assert writer.longest_pause() < LONGEST_PAUSE_S
     assert set(writer.acknowledged) <= set(stored(box))
     for member in box.members:
         text = Path(box.paths(member).config_file).read_text()
@@ -178,7 +172,7 @@ def test_a_rolling_upgrade_from_3_4_to_3_5_keeps_every_write(tmp_path, monkeypat
             writer.wait_for_writes_after(time.monotonic(), count=20)
         assert {gateway.status(m.ip)["version"] for m in box.members} == {"3.5.1"}
         gateway.close()
-        assert longest_pause(writer) < LONGEST_PAUSE_S
+        assert writer.longest_pause() < LONGEST_PAUSE_S
         assert set(writer.acknowledged) <= set(stored(box))
         assert Sandbox.load(directory).version == "3.5.1"
     finally:

@@ -7,10 +7,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from etcd_stack.config import Bootstrap
 from etcd_stack.gateway import GatewayError, health, local_session
 from etcd_stack.processes import alive
 from etcd_stack.sandbox import Sandbox
+from etcd_stack.workload import Writer
 
 ROOT = Path(__file__).resolve().parent.parent
 ELECTION_MS = 1000
@@ -75,64 +74,6 @@ def member_ids(box: Sandbox) -> dict[str, str]:
         return {name: member_id for member_id, name in gateway.members(box.running()[0].ip).items()}
     finally:
         gateway.close()
-
-
-@dataclass
-class Writer:
-    """Puts w/000001, w/000002, ... through any member that answers; remembers what was acknowledged."""
-
-    box: Sandbox
-    acknowledged: dict[str, float] = field(default_factory=dict)
-    failures: int = 0
-    # Per key, the rounds over every member that failed before one acknowledged it.
-    retries: dict[str, int] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        gateway = self.box.gateway(timeout=2)
-        sequence = 0
-        try:
-            while not self.stop.is_set() and sequence < 100_000:
-                sequence += 1
-                key = f"w/{sequence:06d}"
-                while not self.stop.is_set() and not self._put(gateway, key):
-                    self.failures += 1
-                    self.retries[key] = self.retries.get(key, 0) + 1
-                    time.sleep(0.05)
-        finally:
-            gateway.close()
-
-    def _put(self, gateway, key: str) -> bool:
-        for member in self.box.members:
-            try:
-                gateway.put(member.ip, key, key)
-            except (requests.RequestException, GatewayError):
-                continue
-            self.acknowledged[key] = time.monotonic()
-            return True
-        return False
-
-    def __enter__(self) -> Writer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-    def acknowledged_after(self, moment: float) -> int:
-        return sum(1 for at in list(self.acknowledged.values()) if at > moment)
-
-    def wait_for_writes_after(self, moment: float, count: int = 10, timeout_s: float = 20) -> float:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.acknowledged_after(moment) >= count:
-                return min(at for at in self.acknowledged.values() if at > moment) - moment
-            time.sleep(0.05)
-        raise AssertionError(f"writes did not resume within {timeout_s}s")
 
 
 def stored(box: Sandbox, prefix: str = "w/") -> dict[str, str]:
