@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 ETCD34 := $(VENV)/etcd-3.4
 TEST_TOOLS := $(VENV)/.test-tools
 
-.PHONY: sandbox sandbox-status sandbox-down render test venv clean
+.PHONY: sandbox sandbox-status sandbox-down render test bench venv clean
 
 sandbox: $(INSTALLED)
 	$(VENV)/bin/etcd-stack sandbox up --stack $(STACK) --dir $(DIR)
@@ -27,6 +27,9 @@ render: $(INSTALLED)
 
 test: $(INSTALLED) $(TEST_TOOLS)
 	$(VENV)/bin/pytest
+
+bench: $(INSTALLED)
+	$(VENV)/bin/python -m bench
 
 venv: $(INSTALLED)
 

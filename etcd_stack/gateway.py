@@ -61,17 +61,20 @@ def health(ip: str, timeout: float = 2.0) -> Health:
 
 
 class Gateway:
-    def __init__(self, ca: str, cert: str, key: str, timeout: float = 5.0):
+    def __init__(self, ca: str | None, cert: str | None, key: str | None, timeout: float = 5.0):
+        """With a CA, certificate and key: HTTPS with a client certificate. Without: plain HTTP (a bare etcd)."""
         self._session = local_session()
-        self._session.verify = ca
-        self._session.cert = (cert, key)
+        self._scheme = "https" if ca else "http"
+        if ca:
+            self._session.verify = ca
+            self._session.cert = (cert, key)
         self._timeout = timeout
 
     def close(self) -> None:
         self._session.close()
 
     def call(self, ip: str, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        response = self._session.post(f"https://{ip}:{CLIENT_PORT}/v3/{path}", json=body,
+        response = self._session.post(f"{self._scheme}://{ip}:{CLIENT_PORT}/v3/{path}", json=body,
                                       timeout=timeout or self._timeout)
         answer = response.json() if response.content else {}
         if response.status_code != 200 or "error" in answer:

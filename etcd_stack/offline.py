@@ -37,6 +37,8 @@ class Registered:
     dependencies: tuple[str, ...] = ()
     # Input property -> the (type, name) of each resource its value came from.
     property_dependencies: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # Every resource this one waits for, as (type, name).
+    depends_on: tuple[tuple[str, str], ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The inventory entry: secret values replaced by a marker."""
@@ -91,7 +93,8 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
                            tuple(request.ignoreChanges), request.deleteBeforeReplace,
                            tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)),
                            {prop: tuple(_type_and_name(urn) for urn in deps.urns)
-                            for prop, deps in request.propertyDependencies.items()})
+                            for prop, deps in request.propertyDependencies.items()},
+                           tuple(sorted(_type_and_name(urn) for urn in request.dependencies)))
             )
         return response
 

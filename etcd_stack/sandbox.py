@@ -228,6 +228,24 @@ class Sandbox:
                 raise MemberFailed(member, f"not healthy after {timeout_s:.0f}s", tail(self.log_file(member)))
             time.sleep(0.1)
 
+    def leader(self, timeout_s: float = 15.0) -> str:
+        """The leader's member name, as the running members report it (waits out an election)."""
+        deadline = time.monotonic() + timeout_s
+        gateway = self.gateway(timeout=2)
+        try:
+            while time.monotonic() < deadline:
+                for member in self.running():
+                    try:
+                        status = gateway.status(member.ip)
+                        if status["leader"] != "0":
+                            return gateway.members(member.ip)[status["leader"]]
+                    except (requests.RequestException, GatewayError):
+                        pass
+                time.sleep(0.1)
+        finally:
+            gateway.close()
+        raise SandboxError(f"no leader within {timeout_s:.0f}s")
+
     def stop_all(self) -> None:
         for member in self.members:
             self.stop(member)

@@ -59,10 +59,10 @@ class Writer:
         self.stop.set()
         self.thread.join(timeout=30)
 
-    def longest_pause(self) -> float:
-        """The longest time between two acknowledged writes."""
+    def longest_pause(self, since: float = float("-inf")) -> float:
+        """The longest time between two acknowledged writes, counting pauses that end after `since`."""
         times = sorted(self.acknowledged.values())
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(times) if b > since), default=0.0)
 
     def acknowledged_after(self, moment: float) -> int:
         return sum(1 for at in list(self.acknowledged.values()) if at > moment)

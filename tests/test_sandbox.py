@@ -50,22 +50,7 @@ def make_sandbox(tmp_path) -> Iterator:
 
 
 def leader(box: Sandbox) -> str:
-    """The leader's member name, as the members report it (waits out an election)."""
-    deadline = time.monotonic() + 15
-    gateway = box.gateway(timeout=2)
-    try:
-        while time.monotonic() < deadline:
-            for member in box.running():
-                try:
-                    status = gateway.status(member.ip)
-                    if status["leader"] != "0":
-                        return gateway.members(member.ip)[status["leader"]]
-                except (requests.RequestException, GatewayError):
-                    pass
-            time.sleep(0.1)
-    finally:
-        gateway.close()
-    raise AssertionError("no leader within 15s")
+    return box.leader()
 
 
 def member_ids(box: Sandbox) -> dict[str, str]:

@@ -1,0 +1,49 @@
+"""Failover: how long writes stop after the leader is killed, against the configured election timeout."""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Figure, stack_config
+from etcd_stack import sandbox
+from etcd_stack.config import Bootstrap
+from etcd_stack.workload import Writer
+
+RUNS = 5
+
+
+def run() -> list[Figure]:
+    cfg = stack_config(3)
+    election_s = cfg.election_ms / 1000
+    windows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch) / "sandbox"
+        box = sandbox.up(directory, "bench", cfg, Bootstrap.STATIC, report=lambda _: None)
+        try:
+            for _ in range(RUNS):
+                with Writer(box) as writer:
+                    writer.wait_for_writes_after(time.monotonic(), count=20)
+                    victim = box.member(box.leader())
+                    killed_at = time.monotonic()
+                    box.stop(victim, signal.SIGKILL)
+                    writer.wait_for_writes_after(killed_at, count=20, timeout_s=30)
+                # The writes stopped from the last one acknowledged before the kill to the first after the
+                # election: the longest pause between two acknowledgements that ends after the kill.
+                windows.append(writer.longest_pause(since=killed_at))
+                box.start(victim)
+                box.wait_healthy([victim])
+        finally:
+            sandbox.down(directory)
+    note = f"{RUNS} runs; a writer retries through every member"
+    return [
+        Figure("failover", "writes unavailable after leader SIGKILL, min", min(windows), election_s, "s",
+               "election timeout", note),
+        Figure("failover", "writes unavailable after leader SIGKILL, median", statistics.median(windows),
+               election_s, "s", "election timeout", note),
+        Figure("failover", "writes unavailable after leader SIGKILL, max", max(windows), election_s, "s",
+               "election timeout", note),
+    ]
