@@ -93,5 +93,5 @@ def run() -> list[Figure]:
                "same etcd without TLS"),
         Figure("throughput", f"puts per second, {large} vs {small} generator processes (TLS)",
                tls[large]["throughput"], tls[small]["throughput"], "puts/s", f"{small} generator processes",
-               "near 1: the cluster, not the generator, sets the pace"),
+               "1 or less: more generators do not raise throughput, so the cluster (sharing the cores) sets the pace"),
     ]

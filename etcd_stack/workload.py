@@ -23,12 +23,14 @@ class Writer:
     # Per key, the rounds over every member that failed before one acknowledged it.
     retries: dict[str, int] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    # How long one put may take before the writer tries the next member.
+    request_timeout: float = 2.0
 
     def __post_init__(self) -> None:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        gateway = self.box.gateway(timeout=2)
+        gateway = self.box.gateway(timeout=self.request_timeout)
         sequence = 0
         try:
             while not self.stop.is_set() and sequence < 100_000:

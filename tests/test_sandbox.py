@@ -184,7 +184,7 @@ def test_etcd_bin_chooses_the_binary_and_the_configuration_follows_its_version(t
     directory = tmp_path / "sandbox"
     try:
         box = sandbox.up(directory, "test", stack_config(1), Bootstrap.STATIC, report=lambda _: None)
-        assert box.version == "3.4.23"
+        assert box.version == str(sandbox.etcd_version(etcd34)) and box.version.startswith("3.4.")
         config_text = Path(box.paths(box.members[0]).config_file).read_text()
         assert "enable-grpc-gateway: true" in config_text
         assert stored(box) == {}
