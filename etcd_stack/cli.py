@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
@@ -167,47 +167,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox_parser = commands.add_parser("sandbox", help="the stack's cluster as real etcd processes on this machine")
     actions = sandbox_parser.add_subparsers(dest="action", required=True)
-    up_parser = actions.add_parser("up", help="start the members (loopback, TLS) and wait until they are healthy")
+
+    def action(name: str, handler: Callable[[argparse.Namespace], int], what: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=what)
+        parser.add_argument("--dir", required=True, type=Path, help="the sandbox's directory")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    up_parser = action("up", sandbox_up, "start the members (loopback, TLS) and wait until they are healthy")
     up_parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
-    up_parser.add_argument("--dir", required=True, type=Path, help="directory for configuration, data and logs")
     up_parser.add_argument("--bootstrap", choices=[b.value for b in config.Bootstrap],
                            help="override the stack's bootstrap (discovery runs a local v2 discovery service)")
     up_parser.add_argument("--timeout", type=float, default=sandbox.START_TIMEOUT_S,
                            help="seconds to wait for health (default %(default)s)")
     up_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
-    up_parser.set_defaults(handler=sandbox_up)
-    status_parser = actions.add_parser("status", help="members, leader, raft term and health")
-    status_parser.add_argument("--dir", required=True, type=Path)
-    status_parser.set_defaults(handler=sandbox_status)
-    down_parser = actions.add_parser("down", help="stop every process `up` started")
-    down_parser.add_argument("--dir", required=True, type=Path)
+    action("status", sandbox_status, "members, leader, raft term and health")
+    down_parser = action("down", sandbox_down, "stop every process `up` started")
     down_parser.add_argument("--purge", action="store_true", help="also remove data, certificates and logs")
-    down_parser.set_defaults(handler=sandbox_down)
-
-    backup_parser = actions.add_parser("backup", help="run each member's backup script: the leader snapshots")
-    backup_parser.add_argument("--dir", required=True, type=Path)
-    backup_parser.set_defaults(handler=sandbox_backup)
-    restore_parser = actions.add_parser("restore", help="rebuild the cluster from a snapshot (the restore runbook)")
-    restore_parser.add_argument("--dir", required=True, type=Path)
+    action("backup", sandbox_backup, "run each member's backup script: the leader snapshots")
+    restore_parser = action("restore", sandbox_restore, "rebuild the cluster from a snapshot (the restore runbook)")
     restore_parser.add_argument("--snapshot", required=True, type=Path, help="a snapshot from `sandbox backup`")
-    restore_parser.set_defaults(handler=sandbox_restore)
-    replace_parser = actions.add_parser("replace-member", help="a member loses its data and joins again")
-    replace_parser.add_argument("--dir", required=True, type=Path)
+    replace_parser = action("replace-member", sandbox_replace_member, "a member loses its data and joins again")
     replace_parser.add_argument("--member", required=True, help="e.g. etcd-1")
-    replace_parser.set_defaults(handler=sandbox_replace_member)
-    roll_parser = actions.add_parser("roll", help="restart members one at a time with new settings or etcd")
-    roll_parser.add_argument("--dir", required=True, type=Path)
+    roll_parser = action("roll", sandbox_roll, "restart members one at a time with new settings or etcd")
     roll_parser.add_argument("--stack", help="re-read Pulumi.<stack>.yaml (heartbeatMs, electionMs)")
     roll_parser.add_argument("--etcd-bin", type=Path, help="upgrade: the etcd binary to roll onto")
     roll_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
-    roll_parser.set_defaults(handler=sandbox_roll)
-    for action, handler, what in (
-        ("rotate-certs", sandbox_rotate_certs, "re-issue every certificate from the same CA, one member at a time"),
-        ("rotate-ca", sandbox_rotate_ca, "move to a new CA: trust both, issue from the new one, drop the old"),
-    ):
-        rotate_parser = actions.add_parser(action, help=what)
-        rotate_parser.add_argument("--dir", required=True, type=Path)
-        rotate_parser.set_defaults(handler=handler)
+    action("rotate-certs", sandbox_rotate_certs, "re-issue every certificate from the same CA, one member at a time")
+    action("rotate-ca", sandbox_rotate_ca, "move to a new CA: trust both, issue from the new one, drop the old")
     return parser
 
 
