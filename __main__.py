@@ -70,8 +70,8 @@ if cfg.bootstrap is config.Bootstrap.DISCOVERY:
         f"{name}-discovery", endpoint=cfg.discovery_endpoint, size=cfg.cluster_size
     ).url
 
-# Refuses, at preview, a version change etcd does not support from what runs now.
-deployed_version = DeployedVersion(f"{name}-version", cfg.version)
+# Refuses, at preview, a version change etcd does not support from what runs now, and a size change.
+deployed_version = DeployedVersion(f"{name}-version", cfg.version, cfg.cluster_size)
 
 etcd = EtcdMembers(
     f"{name}-etcd",

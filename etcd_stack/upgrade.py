@@ -1,8 +1,9 @@
-"""etcd's supported upgrade path, and a record of the deployed version that enforces it.
+"""etcd's supported upgrade path, and a record of what the stack deployed that enforces it.
 
 etcd upgrades one minor version at a time, and 3.6 needs 3.5.20 or later underneath it. A new
 `etcd:version` is checked against the version the stack last deployed, which the DeployedVersion
 resource keeps in the stack's state: `pulumi preview` refuses a skip before anything changes.
+It refuses a new `etcd:clusterSize` too: members would join a running cluster as if it were new.
 """
 
 from __future__ import annotations
@@ -41,22 +42,28 @@ def refusal(current: EtcdVersion, target: EtcdVersion) -> str | None:
 
 class DeployedVersionProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
         if olds.get("version"):
             reason = refusal(parse(olds["version"]), parse(news["version"]))
             if reason:
-                return CheckResult(news, [CheckFailure("version", f"etcd:version: {reason}")])
-        return CheckResult(news, [])
+                failures.append(CheckFailure("version", f"etcd:version: {reason}"))
+        if olds.get("size") is not None and int(olds["size"]) != int(news["size"]):
+            failures.append(CheckFailure("size", (
+                f"etcd:clusterSize: {olds['size']} to {news['size']} on a running cluster is not supported: "
+                "new members would bootstrap as a new cluster; keep the size, or build a new stack and restore "
+                "a snapshot into it (docs/OPERATIONS.md)")))
+        return CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"etcd-{props['version']}", outs=props)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=olds.get("version") != news.get("version"), replaces=[])
+        return DiffResult(changes=any(olds.get(key) != news.get(key) for key in ("version", "size")), replaces=[])
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=news)
 
 
 class DeployedVersion(pulumi.dynamic.Resource):
-    def __init__(self, name: str, version: EtcdVersion, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(DeployedVersionProvider(), name, {"version": str(version)}, opts)
+    def __init__(self, name: str, version: EtcdVersion, size: int, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(DeployedVersionProvider(), name, {"version": str(version), "size": size}, opts)

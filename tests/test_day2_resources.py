@@ -119,7 +119,7 @@ def test_alarms_exist_without_a_topic_and_notify_nobody(run_stack):
 
 def test_the_deployed_version_is_recorded_and_members_wait_for_its_check(stack):
     (record,) = [r for r in stack.of_type("pulumi-python:dynamic:Resource") if "version" in r.inputs]
-    assert record.inputs["version"] == "3.6.14"
+    assert (record.inputs["version"], record.inputs["size"]) == ("3.6.14", 3)
     assert "etcd-version" in stack.named("etcd-etcd", "etcd-aws:members:EtcdMembers").dependencies
 
 
@@ -224,3 +224,12 @@ def test_a_rotation_stage_needs_a_new_generation(raw_config):
 
     with pytest.raises(ConfigError, match=r"^etcd:caRotation: 'trust-new' is not allowed: 'none' until"):
         config.load(raw_config(caRotation="trust-new"), "test")
+
+
+def test_the_gate_refuses_a_new_cluster_size_on_a_running_cluster():
+    provider = DeployedVersionProvider()
+    (failure,) = provider.check({"version": "3.6.14", "size": 3}, {"version": "3.6.14", "size": 5}).failures
+    assert failure.property == "size"
+    assert failure.reason.startswith("etcd:clusterSize: 3 to 5 on a running cluster is not supported")
+    assert provider.check({}, {"version": "3.6.14", "size": 5}).failures == []
+    assert provider.diff("id", {"version": "3.6.14", "size": 3}, {"version": "3.6.14", "size": 5}).changes
