@@ -48,6 +48,14 @@ def digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+# The zones the mocks answer for every region.
+ZONE_LETTERS = "abc"
+
+
+def _private_key(inputs: dict[str, Any], field: str):
+    return load_pem_private_key(reveal(inputs[field]).encode(), None)
+
+
 def _pick(network: ipaddress.IPv4Network, seed: str) -> str:
     # Skip the five addresses AWS reserves in every subnet (first four and the last).
     usable = network.num_addresses - 5
@@ -131,7 +139,7 @@ class StackMocks(pulumi.runtime.Mocks):
 
     def _subnet(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
         self._subnet_cidrs[resource_id] = ipaddress.IPv4Network(inputs["cidrBlock"])
-        return {"availabilityZoneId": self._zone_id("abc".index(inputs["availabilityZone"][-1]))}
+        return {"availabilityZoneId": self._zone_id(ZONE_LETTERS.index(inputs["availabilityZone"][-1]))}
 
     def _eip(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
         address = _pick(PUBLIC_RANGE, f"eip:{name}")
@@ -201,7 +209,7 @@ class StackMocks(pulumi.runtime.Mocks):
                 "algorithm": "ECDSA", "ecdsaCurve": "P256"}
 
     def _tls_self_signed(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
-        key = load_pem_private_key(reveal(inputs["privateKeyPem"]).encode(), None)
+        key = _private_key(inputs, "privateKeyPem")
         cert = certificates.self_signed_ca(
             key, inputs["subject"]["commonName"], self.not_before, inputs["validityPeriodHours"],
             inputs["allowedUses"],
@@ -209,14 +217,14 @@ class StackMocks(pulumi.runtime.Mocks):
         return {"certPem": certificates.cert_pem(cert), **self._validity(cert)}
 
     def _tls_request(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
-        key = load_pem_private_key(reveal(inputs["privateKeyPem"]).encode(), None)
+        key = _private_key(inputs, "privateKeyPem")
         request = certificates.signing_request(
             key, inputs["subject"]["commonName"], inputs.get("dnsNames", []), inputs.get("ipAddresses", [])
         )
         return {"certRequestPem": request.public_bytes(Encoding.PEM).decode()}
 
     def _tls_signed(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
-        ca_key = load_pem_private_key(reveal(inputs["caPrivateKeyPem"]).encode(), None)
+        ca_key = _private_key(inputs, "caPrivateKeyPem")
         ca_cert = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
         request = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
         cert = certificates.sign(
@@ -242,12 +250,11 @@ class StackMocks(pulumi.runtime.Mocks):
         return handler(dict(args.args))
 
     def _availability_zones(self, args: dict[str, Any]) -> dict[str, Any]:
-        letters = "abc"
         return {
             "id": self.region,
-            "names": [f"{self.region}{letter}" for letter in letters],
-            "zoneIds": [self._zone_id(i) for i in range(len(letters))],
-            "groupNames": [self.region] * len(letters),
+            "names": [f"{self.region}{letter}" for letter in ZONE_LETTERS],
+            "zoneIds": [self._zone_id(i) for i in range(len(ZONE_LETTERS))],
+            "groupNames": [self.region] * len(ZONE_LETTERS),
             "state": "available",
         }
 

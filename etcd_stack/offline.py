@@ -34,11 +34,15 @@ class Registered:
     state: dict[str, Any] = field(default_factory=dict)
     ignore_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
-    dependencies: tuple[str, ...] = ()
     # Input property -> the (type, name) of each resource its value came from.
     property_dependencies: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     # Every resource this one waits for, as (type, name).
     depends_on: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """The names of the resources this one waits for."""
+        return tuple(name for _, name in self.depends_on)
 
     def public(self) -> dict[str, Any]:
         """The inventory entry: secret values replaced by a marker."""
@@ -91,7 +95,6 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
             self.registered.append(
                 Registered(request.type, request.name, _logical_name(request.parent), inputs, response.id, state,
                            tuple(request.ignoreChanges), request.deleteBeforeReplace,
-                           tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)),
                            {prop: tuple(_type_and_name(urn) for urn in deps.urns)
                             for prop, deps in request.propertyDependencies.items()},
                            tuple(sorted(_type_and_name(urn) for urn in request.dependencies)))

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from etcd_stack import local, upgrade
-from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import StackConfig
 from etcd_stack.sandbox import Sandbox, SandboxError, etcd_version, link_tools, new_token, parse_version, real_binary
 
@@ -78,16 +77,8 @@ def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | Non
     sandbox.save()
     for member in sandbox.members:
         sandbox.render(member)
-        sandbox.stop(member)
-        sandbox.start(member)
-        sandbox.wait_healthy([member])
+        sandbox.restart(member)
         report(f"  {member.name}  restarted (etcd {sandbox.version}) and healthy")
-
-
-def _restart(sandbox: Sandbox, member: MemberPlan) -> None:
-    sandbox.stop(member)
-    sandbox.start(member)
-    sandbox.wait_healthy([member])
 
 
 def rotate_certs(sandbox: Sandbox, report: Callable[[str], None]) -> None:
@@ -95,7 +86,7 @@ def rotate_certs(sandbox: Sandbox, report: Callable[[str], None]) -> None:
     ca = local.LocalCa.load(sandbox.directory)
     for member in sandbox.members:
         local.issue_member(sandbox.directory, member, ca)
-        _restart(sandbox, member)
+        sandbox.restart(member)
         report(f"  {member.name}  new certificate, healthy")
     local.issue_operator(sandbox.directory, ca, sandbox.cluster_name)
     report("  operator  new client certificate")
@@ -110,18 +101,18 @@ def rotate_ca(sandbox: Sandbox, report: Callable[[str], None]) -> None:
     report(f"trust CA {new.generation} beside CA {old.generation}:")
     for member in sandbox.members:
         local.trust(sandbox.directory, both, member)
-        _restart(sandbox, member)
+        sandbox.restart(member)
         report(f"  {member.name}  trusts both, healthy")
     report(f"issue from CA {new.generation}:")
     for member in sandbox.members:
         local.issue_member(sandbox.directory, member, new)
-        _restart(sandbox, member)
+        sandbox.restart(member)
         report(f"  {member.name}  certificate from CA {new.generation}, healthy")
     local.issue_operator(sandbox.directory, new, sandbox.cluster_name)
     new.save(sandbox.directory)
     report(f"drop CA {old.generation}:")
     for member in sandbox.members:
         local.trust(sandbox.directory, new.pem, member)
-        _restart(sandbox, member)
+        sandbox.restart(member)
         report(f"  {member.name}  trusts CA {new.generation} only, healthy")
     local.trust(sandbox.directory, new.pem)

@@ -320,20 +320,36 @@ class WrittenFile:
     owner: str = "root:root"
 
 
+def configuration_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> list[WrittenFile]:
+    """etcd's configuration, to bootstrap and to rejoin: the same on AWS and in the sandbox."""
+    return [
+        WrittenFile(paths.config_file, to_yaml(etcd_config(cluster, member, paths))),
+        WrittenFile(paths.join_config_file, to_yaml(etcd_config(cluster, member, paths, joining=True))),
+    ]
+
+
+def day2_scripts(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
+                 etcd_user: str = "etcd") -> list[WrittenFile]:
+    """The scripts a member ships for its operators: the same on AWS and in the sandbox."""
+    return [
+        WrittenFile(paths.script("etcd-join"), join_script(cluster, member, paths), permissions="0755"),
+        WrittenFile(paths.script("etcd-backup"), backup_script(cluster, member, paths), permissions="0755"),
+        WrittenFile(paths.script("etcd-restore"), restore_script(cluster, member, paths, etcd_user),
+                    permissions="0755"),
+    ]
+
+
 def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings,
                  ca_cert_pem: str) -> list[WrittenFile]:
     backup_service, backup_timer = backup_units(cluster, paths)
     return [
-        WrittenFile(paths.config_file, to_yaml(etcd_config(cluster, member, paths))),
-        WrittenFile(paths.join_config_file, to_yaml(etcd_config(cluster, member, paths, joining=True))),
+        *configuration_files(cluster, member, paths),
         WrittenFile(paths.ca_file, ca_cert_pem),
         WrittenFile(paths.unit("etcd.service"), systemd_unit(cluster, member, paths)),
         WrittenFile(paths.unit("etcd-backup.service"), backup_service),
         WrittenFile(paths.unit("etcd-backup.timer"), backup_timer),
         WrittenFile(paths.bootstrap_script, bootstrap_script(cluster, member, paths, boot), permissions="0755"),
-        WrittenFile(paths.script("etcd-join"), join_script(cluster, member, paths), permissions="0755"),
-        WrittenFile(paths.script("etcd-backup"), backup_script(cluster, member, paths), permissions="0755"),
-        WrittenFile(paths.script("etcd-restore"), restore_script(cluster, member, paths), permissions="0755"),
+        *day2_scripts(cluster, member, paths),
     ]
 
 

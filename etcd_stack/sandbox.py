@@ -126,15 +126,15 @@ class Sandbox:
     def render(self, member: MemberPlan) -> None:
         """Writes the member's configuration files and day-2 scripts, as its user_data would on AWS."""
         settings, paths = self.settings(), self.paths(member)
-        files = {
-            paths.config_file: rendering.to_yaml(rendering.etcd_config(settings, member, paths)),
-            paths.join_config_file: rendering.to_yaml(rendering.etcd_config(settings, member, paths, joining=True)),
-            paths.script("etcd-join"): rendering.join_script(settings, member, paths),
-            paths.script("etcd-backup"): rendering.backup_script(settings, member, paths),
-            paths.script("etcd-restore"): rendering.restore_script(settings, member, paths, getpass.getuser()),
-        }
-        for path, text in files.items():
-            Path(path).write_text(text)
+        for file in [*rendering.configuration_files(settings, member, paths),
+                     *rendering.day2_scripts(settings, member, paths, etcd_user=getpass.getuser())]:
+            Path(file.path).write_text(file.content)
+
+    def restart(self, member: MemberPlan) -> None:
+        """Stops the member gracefully, starts it again and waits until it is healthy."""
+        self.stop(member)
+        self.start(member)
+        self.wait_healthy([member])
 
     def run_script(self, member: MemberPlan, name: str, *args: str, env: dict[str, str] | None = None) -> str:
         """Runs one of the member's shipped scripts, as an operator would on AWS."""
