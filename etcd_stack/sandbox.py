@@ -362,7 +362,8 @@ def parse_version(text: str) -> EtcdVersion:
 def write_etcdctl_env(sandbox: Sandbox) -> Path:
     path = sandbox.directory / "etcdctl.env"
     lines = [
-        f'export PATH="{sandbox.directory / "bin"}:$PATH"',
+        # The release's etcd tools first, then this project's etcd-stack (for the commands `up` suggests).
+        f'export PATH="{sandbox.directory / "bin"}:{Path(sys.executable).parent}:$PATH"',
         "export ETCDCTL_API=3",
         f"export ETCDCTL_ENDPOINTS={sandbox.endpoints()}",
         f"export ETCDCTL_CACERT={sandbox.client.ca}",

@@ -138,8 +138,11 @@ def test_up_status_down_from_the_command_line(tmp_path):
 def test_etcdctl_works_with_the_written_environment(make_sandbox):
     box = make_sandbox()
     env_file = box.directory / "etcdctl.env"
-    script = f"source {env_file} && etcdctl put greeting hello && etcdctl get greeting --print-value-only"
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    script = (f"source {env_file} && etcdctl put greeting hello && etcdctl get greeting --print-value-only"
+              f" && etcd-stack sandbox status --dir {box.directory} >/dev/null")
+    # A new user's shell: no virtualenv activated, only the system's PATH.
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(box.directory)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["OK", "hello"]
 
