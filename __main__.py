@@ -2,20 +2,21 @@
 
 import pulumi
 
-from etcd_stack import config, dns, releases
-from etcd_stack.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
+from etcd_stack import config, releases
 from etcd_stack.addressing import plan_members
-from etcd_stack.alarms import AlarmArgs, ClusterAlarms
-from etcd_stack.backup import BackupArgs, BackupBucket, destination
-from etcd_stack.discovery import DiscoveryToken
-from etcd_stack.dns import ClusterDns, DnsArgs
-from etcd_stack.load_balancer import ClientLoadBalancer, LoadBalancerArgs
-from etcd_stack.members import EtcdMembers, MembersArgs
-from etcd_stack.network import Network, NetworkArgs, availability_zones
-from etcd_stack.outputs import etcdctl_commands
-from etcd_stack.pki import ClusterPki, PkiArgs
-from etcd_stack.rendering import ClusterSettings, quota_backend_bytes
-from etcd_stack.upgrade import DeployedVersion
+from etcd_stack.cloud import dns
+from etcd_stack.cloud.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
+from etcd_stack.cloud.alarms import AlarmArgs, ClusterAlarms
+from etcd_stack.cloud.backup import BackupArgs, BackupBucket, destination
+from etcd_stack.cloud.discovery import DiscoveryToken
+from etcd_stack.cloud.dns import ClusterDns, DnsArgs
+from etcd_stack.cloud.gates import DeployedVersion
+from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
+from etcd_stack.cloud.members import EtcdMembers, MembersArgs
+from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones
+from etcd_stack.cloud.outputs import etcdctl_commands
+from etcd_stack.cloud.pki import ClusterPki, PkiArgs
+from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
 name, tags = cfg.cluster_name, cfg.common_tags

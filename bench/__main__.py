@@ -9,8 +9,8 @@ import time
 
 from bench import bootstrap, critical_path, failover, program, throughput
 from bench.common import Figure, machine
-from etcd_stack import sandbox
-from etcd_stack.offline import PROJECT_DIR
+from etcd_stack.preview.offline import PROJECT_DIR
+from etcd_stack.sandbox import cluster as sandbox
 
 REPORT = PROJECT_DIR / "docs" / "PERFORMANCE.md"
 

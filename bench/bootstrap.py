@@ -6,8 +6,8 @@ import tempfile
 from pathlib import Path
 
 from bench.common import BareCluster, Figure, median_of, stack_config, timed
-from etcd_stack import sandbox
 from etcd_stack.config import Bootstrap
+from etcd_stack.sandbox import cluster as sandbox
 
 RUNS = 2
 

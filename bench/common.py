@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etcd_stack import config
-from etcd_stack.gateway import health
-from etcd_stack.local import local_members
-from etcd_stack.processes import spawn, stop_pid
+from etcd_stack.sandbox.gateway import health
+from etcd_stack.sandbox.local import local_members
+from etcd_stack.sandbox.processes import spawn, stop_pid
 
 
 @dataclass(frozen=True)

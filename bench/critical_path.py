@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from bench.common import Figure
-from etcd_stack import config, offline
+from etcd_stack import config
+from etcd_stack.preview import offline
 
 TIMES_FILE = Path(__file__).with_name("creation_times.json")
 # Made in the Pulumi engine or on this machine, not by AWS: no wait worth counting.

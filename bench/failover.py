@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from bench.common import Figure, stack_config
-from etcd_stack import sandbox
 from etcd_stack.config import Bootstrap
-from etcd_stack.workload import Writer
+from etcd_stack.sandbox import cluster as sandbox
+from etcd_stack.sandbox.workload import Writer
 
 RUNS = 5
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from bench.common import Figure, median_of, timed
-from etcd_stack.offline import PROJECT_DIR
+from etcd_stack.preview.offline import PROJECT_DIR
 
 RUNS = 3
 SIZES = (1, 3, 5, 7)
@@ -24,7 +24,7 @@ def _render(project: Path, size: int) -> None:
 
 
 def _imports() -> None:
-    subprocess.run([sys.executable, "-c", "import etcd_stack.cli, etcd_stack.offline, pulumi_aws, pulumi_tls"],
+    subprocess.run([sys.executable, "-c", "import etcd_stack.cli, etcd_stack.preview.offline, pulumi_aws, pulumi_tls"],
                    check=True, capture_output=True)
 
 

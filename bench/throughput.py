@@ -15,9 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bench.common import BareCluster, Figure, stack_config
-from etcd_stack import sandbox
 from etcd_stack.config import Bootstrap
-from etcd_stack.gateway import Gateway
+from etcd_stack.sandbox import cluster as sandbox
+from etcd_stack.sandbox.gateway import Gateway
 
 SECONDS = 5.0
 PROCESSES = (4, 8)

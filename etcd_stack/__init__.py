@@ -1,1 +1,3 @@
-"""etcd on AWS as a Pulumi program: one module per concern."""
+"""etcd on AWS as a Pulumi program, in layers: the model (config, releases, addressing, tags, upgrade),
+member/ (what a member runs), cloud/ and sandbox/ (where it runs), preview/ and ops/ (what drives them),
+and cli."""

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from etcd_stack import config, offline, operations, rendering, sandbox
-from etcd_stack.members import MEMBER_TAG
+from etcd_stack import config
+from etcd_stack.cloud.members import MEMBER_TAG
+from etcd_stack.member import rendering
+from etcd_stack.ops import procedures as operations
+from etcd_stack.preview import offline
+from etcd_stack.sandbox import cluster as sandbox
 
 EXIT_BAD_INPUT = 2
 

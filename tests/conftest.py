@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from etcd_stack import offline
+from etcd_stack.preview import offline
 
 
 def openssh_public(key: Any) -> str:
@@ -87,7 +87,7 @@ def rendered_members() -> dict[str, str]:
 
 def user_data_of(instance) -> str:
     """The #cloud-config text an instance boots with (EC2 gets it gzip-compressed and base64-encoded)."""
-    from etcd_stack.rendering import decompress
+    from etcd_stack.member.rendering import decompress
 
     return decompress(instance.inputs["userDataBase64"])
 

@@ -8,8 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from etcd_stack import config
 from etcd_stack.config import Bootstrap, ConfigError, EtcdVersion, NatStrategy, architecture
-
-from .conftest import openssh_public
+from tests.conftest import openssh_public
 
 
 def load(raw: dict[str, str]) -> config.StackConfig:

@@ -13,8 +13,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from etcd_stack import cli, config, offline
-from etcd_stack.mocks import StackMocks
+from etcd_stack import cli, config
+from etcd_stack.preview import offline
+from etcd_stack.preview.mocks import StackMocks
 
 PRIVATE_KEY = ed25519.Ed25519PrivateKey.generate().private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
@@ -134,7 +135,7 @@ def test_no_traceback_reaches_a_user_from_the_installed_command(project):
 
 def test_a_version_jump_is_refused_against_the_deployed_version():
     # The version a stack runs lives in its state, so this one is judged at preview (the DeployedVersion gate).
-    from etcd_stack.upgrade import DeployedVersionProvider
+    from etcd_stack.cloud.gates import DeployedVersionProvider
 
     (failure,) = DeployedVersionProvider().check({"version": "3.4.27"}, {"version": "3.6.14"}).failures
     assert failure.reason.startswith("etcd:version: 3.4.27 to 3.6.14 skips a minor version")

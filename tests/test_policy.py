@@ -12,12 +12,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from etcd_stack import offline
-from etcd_stack.wire import reveal
+from etcd_stack.preview import offline
+from etcd_stack.preview.wire import reveal
 from policy import pack
 from policy.controls import CONTROLS, Resource, violations
-
-from .conftest import encode, openssh_public
+from tests.conftest import encode, openssh_public
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +80,7 @@ def edit_member_config(key_path: tuple[str, ...], value) -> Callable[[dict], Non
 
 
 def a_certificate_not_a_ca() -> str:
-    from etcd_stack import certificates
+    from etcd_stack.member import certificates
 
     key = certificates.private_key("not-a-ca")
     ca = certificates.self_signed_ca(key, "someone else's CA", certificates.start_of_year())
@@ -223,7 +222,7 @@ def test_the_pack_reports_what_the_control_finds(stack, name):
 
 
 def test_the_pack_entry_point_builds_the_pack_from_the_adapters():
-    from etcd_stack.offline import PROJECT_DIR
+    from etcd_stack.preview.offline import PROJECT_DIR
 
     source = (PROJECT_DIR / "policy" / "__main__.py").read_text()
     assert "from pack import policies" in source and "policies=policies()" in source

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from etcd_stack import config
-from etcd_stack.offline import PROJECT_DIR
+from etcd_stack.preview.offline import PROJECT_DIR
 
 README = (PROJECT_DIR / "README.md").read_text()
 BIN = Path(sys.executable).parent

@@ -1,0 +1,125 @@
+"""The pure renderers: configuration as data, YAML that survives any body, templates that refuse gaps."""
+
+from __future__ import annotations
+
+import base64
+import random
+import textwrap
+
+import jinja2
+import pytest
+import yaml
+
+from etcd_stack.addressing import MemberPlan
+from etcd_stack.config import Bootstrap, EtcdVersion
+from etcd_stack.member import rendering
+from etcd_stack.member.rendering import GIB, BackupSettings, BootstrapSettings, ClusterSettings, Paths
+
+MEMBERS = tuple(MemberPlan(i, f"etcd-{i}", f"etcd-{i}.etcd.internal", f"10.0.{64 * i}.10", f"eu-west-2{'abc'[i]}", i)
+                for i in range(3))
+BOOT = BootstrapSettings(sha256={"amd64": "a" * 64}, region="eu-west-2", key_parameter="/etcd/etcd-0/tls/key",
+                         cert_parameter="/etcd/etcd-0/tls/cert", ca_parameter="/etcd/tls/ca-bundle",
+                         volume_id="vol-0123456789abcdef0")
+
+
+def settings(version=(3, 6, 14), bootstrap=Bootstrap.STATIC, members=MEMBERS, **extra) -> ClusterSettings:
+    return ClusterSettings(name="etcd", token="etcd-prod", version=EtcdVersion(*version), bootstrap=bootstrap,
+                           members=members, heartbeat_ms=100, election_ms=1000, quota_backend_bytes=8 * GIB,
+                           backup=BackupSettings("s3://etcd-backup-1a2b3c/etcd", 60, "eu-west-2"), **extra)
+
+
+AWKWARD = [
+    "plain", "0644", "yes", "null", "- not a list", "key: value", "# not a comment", "  leading spaces",
+    "trailing spaces   ", "quote ' and \" both", "line one\nline two\n", "no final newline\nsecond",
+    "tabs\tinside\n", "---\ndocument marker\n", "ünïcödé ✓\n", "", "\n\nblank lines first\n", "a\n  indented\n",
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_any_body_comes_back_byte_for_byte_from_yaml(text):
+    document = f"outer:\n  content: {rendering.yaml_value(text, 4)}\n  after: 1\n"
+    assert yaml.safe_load(document) == {"outer": {"content": text, "after": 1}}
+
+
+def test_multi_line_bodies_are_literal_blocks():
+    assert rendering.yaml_value("a\nb\n", 2) == "|\n    a\n    b"
+
+
+def test_templates_refuse_a_missing_value():
+    with pytest.raises(jinja2.UndefinedError):
+        rendering.render_template("etcd.service.j2", member_name="etcd-0")
+
+
+def test_quota_is_eight_gib_or_half_the_volume():
+    assert rendering.quota_backend_bytes(100) == 8 * GIB
+    assert rendering.quota_backend_bytes(10) == 5 * GIB
+
+
+def test_static_config_lists_every_member_and_discovery_config_none():
+    static = rendering.etcd_config(settings(), MEMBERS[1], Paths())
+    assert static["initial-cluster"] == (
+        "etcd-0=https://etcd-0.etcd.internal:2380,etcd-1=https://etcd-1.etcd.internal:2380,"
+        "etcd-2=https://etcd-2.etcd.internal:2380")
+    found = rendering.etcd_config(settings(bootstrap=Bootstrap.DISCOVERY, discovery_url="https://d.example/t"),
+                                  MEMBERS[1], Paths())
+    assert found["discovery"] == "https://d.example/t"
+    assert "initial-cluster" not in found and "initial-cluster-token" not in found
+
+
+def test_tls_is_mutual_on_both_ports_and_never_automatic():
+    config = rendering.etcd_config(settings(), MEMBERS[0], Paths())
+    for block in ("client-transport-security", "peer-transport-security"):
+        assert config[block] == {"cert-file": "/etc/etcd/pki/member.crt", "key-file": "/etc/etcd/pki/member.key",
+                                 "trusted-ca-file": "/etc/etcd/pki/ca.crt", "client-cert-auth": True,
+                                 "auto-tls": False}
+    assert config["listen-client-urls"] == "https://10.0.0.10:2379,https://127.0.0.1:2379"
+    assert config["listen-metrics-urls"] == "http://10.0.0.10:2381,http://127.0.0.1:2381"
+    assert config["advertise-client-urls"] == "https://etcd-0.etcd.internal:2379"
+
+
+def test_loopback_members_do_not_also_claim_127_0_0_1():
+    member = MemberPlan(0, "etcd-0", "127.0.1.10", "127.0.1.10", "local", 0)
+    config = rendering.etcd_config(settings(members=(member,)), member, Paths())
+    assert config["listen-client-urls"] == "https://127.0.1.10:2379"
+
+
+@pytest.mark.parametrize(("version", "present", "absent"), [
+    ((3, 4, 27), {"enable-grpc-gateway", "experimental-initial-corrupt-check"}, {"feature-gates"}),
+    ((3, 5, 27), {"experimental-initial-corrupt-check"}, {"feature-gates", "enable-grpc-gateway"}),
+    ((3, 6, 14), {"feature-gates"}, {"experimental-initial-corrupt-check", "enable-grpc-gateway"}),
+])
+def test_key_set_follows_the_etcd_line(version, present, absent):
+    config = rendering.etcd_config(settings(version=version), MEMBERS[0], Paths())
+    assert present <= set(config) and not absent & set(config)
+
+
+def test_user_data_that_would_exceed_ec2_limit_compressed_is_refused():
+    noise = base64.b64encode(random.Random(7).randbytes(16 * 1024)).decode()
+    huge_ca = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(noise, 64)) + "\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ValueError, match="compressed; EC2 allows 16384"):
+        rendering.user_data(settings(), MEMBERS[0], Paths(), BOOT, huge_ca)
+
+
+def test_user_data_writes_four_files_and_runs_the_script():
+    document = yaml.safe_load(rendering.user_data(settings(), MEMBERS[0], Paths(), BOOT, "CA\n"))
+    files = {f["path"]: f for f in document["write_files"]}
+    assert list(files) == [
+        "/etc/etcd/etcd.yaml", "/etc/etcd/etcd-join.yaml", "/etc/etcd/pki/ca.crt", "/etc/systemd/system/etcd.service",
+        "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
+        "/usr/local/sbin/etcd-bootstrap", "/usr/local/sbin/etcd-join", "/usr/local/sbin/etcd-backup",
+        "/usr/local/sbin/etcd-restore"]
+    assert {path for path, f in files.items() if f["permissions"] == "0755"} == {
+        path for path in files if path.startswith("/usr/local/sbin/")}
+    assert document["runcmd"] == [["/usr/local/sbin/etcd-bootstrap"]]
+
+
+def test_the_script_finds_the_volume_by_its_id():
+    script = rendering.bootstrap_script(settings(), MEMBERS[0], Paths(), BOOT)
+    assert "readonly NVME_DEVICE=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0" in script
+
+
+def test_compressed_user_data_comes_back_and_repeats():
+    document = rendering.user_data(settings(), MEMBERS[0], Paths(), BOOT, "CA\n")
+    assert rendering.decompress(rendering.compress(document)) == document
+    assert rendering.compress(document) == rendering.compress(document)
+    assert len(base64.b64decode(rendering.compress(document))) < len(document) / 2
