@@ -10,13 +10,15 @@ from etcd_stack.cloud.alarms import AlarmArgs, ClusterAlarms
 from etcd_stack.cloud.backup import BackupArgs, BackupBucket, destination
 from etcd_stack.cloud.discovery import DiscoveryToken
 from etcd_stack.cloud.dns import ClusterDns, DnsArgs
-from etcd_stack.cloud.gates import DeployedVersion
+from etcd_stack.cloud.gates import ClusterRecord
 from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
+from etcd_stack.ops.probes import stack_probe
+from etcd_stack.ops.rollout import MemberGateProvider
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
 name, tags = cfg.cluster_name, cfg.common_tags
@@ -71,8 +73,9 @@ if cfg.bootstrap is config.Bootstrap.DISCOVERY:
         f"{name}-discovery", endpoint=cfg.discovery_endpoint, size=cfg.cluster_size
     ).url
 
-# Refuses, at preview, a version change etcd does not support from what runs now, and a size change.
-deployed_version = DeployedVersion(f"{name}-version", cfg.version, cfg.cluster_size)
+# Tells a running cluster from a new one (only a running one is rolled through gates), and refuses at
+# preview what a running cluster cannot take: a new size, a smaller volume.
+record = ClusterRecord(f"{name}-version", cfg.version, cfg.cluster_size, cfg.data_volume_size)
 
 etcd = EtcdMembers(
     f"{name}-etcd",
@@ -101,8 +104,11 @@ etcd = EtcdMembers(
         sha256=releases.SHA256[str(cfg.version)],
         backup_bucket=backups.bucket_name,
         backup_interval_minutes=cfg.backup_interval_minutes,
+        image_generation=cfg.image_generation,
+        gate_provider=MemberGateProvider(stack_probe),
+        bootstrapped=record.bootstrapped,
+        stack=cfg.stack,
     ),
-    opts=pulumi.ResourceOptions(depends_on=[deployed_version]),
 )
 
 balancer = ClientLoadBalancer(

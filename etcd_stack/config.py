@@ -103,6 +103,7 @@ class StackConfig:
     ca_generation: int
     ca_rotation: CaRotation
     tags: tuple[tuple[str, str], ...]
+    image_generation: int
 
     @property
     def common_tags(self) -> dict[str, str]:
@@ -388,6 +389,8 @@ KEYS: tuple[Key, ...] = (
         "Stage of a CA move: `trust-new`, then `issue-new`, then `none` again"),
     Key("tags", "tags", _tags, "{}",
         "Tags added to every AWS resource"),
+    Key("imageGeneration", "image_generation", _integer(1, 1000), "1",
+        "Raise by one to roll the members onto the newest Amazon Linux 2023 image, one at a time"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}

@@ -133,9 +133,11 @@ def test_no_traceback_reaches_a_user_from_the_installed_command(project):
     assert result.stderr == "etcd-stack render: etcd:clusterSize: '4' is not allowed: one of 1, 3, 5 or 7\n"
 
 
-def test_a_version_jump_is_refused_against_the_deployed_version():
-    # The version a stack runs lives in its state, so this one is judged at preview (the DeployedVersion gate).
-    from etcd_stack.cloud.gates import DeployedVersionProvider
+def test_a_version_jump_is_refused_against_what_the_members_run():
+    # The version a member runs lives in its gate's state, so this one is judged at preview.
+    from etcd_stack.ops.probes import stack_probe
+    from etcd_stack.ops.rollout import MemberGateProvider
 
-    (failure,) = DeployedVersionProvider().check({"version": "3.4.27"}, {"version": "3.6.14"}).failures
-    assert failure.reason.startswith("etcd:version: 3.4.27 to 3.6.14 skips a minor version")
+    gate = {"phase": "after", "member": "etcd-0", "ran": "3.4.27", "version": "3.4.27"}
+    (failure,) = MemberGateProvider(stack_probe).check(gate, {**gate, "version": "3.6.14"}).failures
+    assert failure.reason.startswith("etcd:version: etcd-0 runs 3.4.27: 3.4.27 to 3.6.14 skips a minor version")

@@ -2,32 +2,35 @@
 
 The interface (fixed address), the name and the volume belong to the member, not to the instance:
 replacing an instance (new image, new type, new bootstrap) attaches the same three again, and the
-member rejoins as itself with its data.
+member rejoins as itself with its data. A change to what members run reaches them one at a time: member
+i's instance waits for its `before` gate, which waits for member i-1's `after` gate (DESIGN.md, decision 9).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+from pulumi.dynamic import ResourceProvider
 
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.cloud import iam
 from etcd_stack.cloud.access import al2023_ami
 from etcd_stack.cloud.backup import METRIC_NAMESPACE, destination
+from etcd_stack.cloud.gates import GateArgs, MemberGate
+from etcd_stack.cloud.image import PinnedImage
 from etcd_stack.cloud.pki import MemberSecrets, ca_bundle_parameter
+from etcd_stack.config import architecture
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
 from etcd_stack.tags import ROLE_TAG, tagged
 
 DATA_DEVICE = "/dev/sdf"
 MEMBER_TAG = "etcd-member"
-# Changes to these reach a member only when it is replaced, one member at a time (README: Operations):
-# applied in place they would restart every member at once.
-ROLLED_PROPERTIES = ["ami", "instanceType", "userDataBase64"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class MembersArgs:
     sha256: Mapping[str, str]
     backup_bucket: pulumi.Input[str]
     backup_interval_minutes: int
+    image_generation: int
+    # The gates' checks (etcd_stack/ops), and whether the cluster already runs (a new one is not gated).
+    gate_provider: ResourceProvider
+    bootstrapped: pulumi.Input[bool]
+    stack: str
 
 
 class EtcdMembers(pulumi.ComponentResource):
@@ -54,12 +62,14 @@ class EtcdMembers(pulumi.ComponentResource):
     interfaces: list[aws.ec2.NetworkInterface]
     volumes: list[aws.ebs.Volume]
     user_data: list[pulumi.Output[str]]
+    gates: list[tuple[MemberGate, MemberGate]]
 
     def __init__(self, name: str, args: MembersArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("etcd-aws:members:EtcdMembers", name, None, opts)
         self._name, self._args = name, args
-        self._ami = al2023_ami(args.instance_type)
-        self.instances, self.interfaces, self.volumes, self.user_data = [], [], [], []
+        self.image = PinnedImage(f"{name}-image", al2023_ami(args.instance_type), args.image_generation,
+                                 architecture(args.instance_type), opts=pulumi.ResourceOptions(parent=self)).image
+        self.instances, self.interfaces, self.volumes, self.user_data, self.gates = [], [], [], [], []
         for plan in args.cluster.members:
             self._member(plan)
         self.register_outputs({"instance_ids": [instance.id for instance in self.instances]})
@@ -99,25 +109,28 @@ class EtcdMembers(pulumi.ComponentResource):
         user_data = pulumi.Output.all(args.ca_cert_pem, args.discovery_url, volume.id, args.backup_bucket).apply(
             lambda values, plan=plan, secrets=secrets: self._render(plan, secrets, *values)
         )
+        revision = pulumi.Output.all(user_data, self.image, args.instance_type).apply(_revision)
+        before = self._gate(f"{name}-before", plan, "before", revision, None, self._chained())
         instance = aws.ec2.Instance(
             name,
-            ami=self._ami,
+            ami=self.image,
             instance_type=args.instance_type,
             iam_instance_profile=args.instance_profiles[plan.index].name,
             primary_network_interface={"network_interface_id": interface.id},
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
             root_block_device={"encrypted": True, "volume_type": "gp3"},
             user_data_base64=user_data.apply(rendering.compress),
+            # cloud-init reads user_data once per instance: a new one takes a new instance.
+            user_data_replace_on_change=True,
             tags=tagged(member_tags, name),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                ignore_changes=ROLLED_PROPERTIES,
                 # The interface can be primary to one instance at a time: the old one goes first.
                 delete_before_replace=True,
-                depends_on=[read_tls],
+                depends_on=[read_tls, before],
             ),
         )
-        aws.ec2.VolumeAttachment(
+        attachment = aws.ec2.VolumeAttachment(
             f"{name}-data",
             device_name=DATA_DEVICE,
             volume_id=volume.id,
@@ -126,10 +139,31 @@ class EtcdMembers(pulumi.ComponentResource):
             stop_instance_before_detaching=True,
             opts=child,
         )
+        after = self._gate(f"{name}-after", plan, "after", revision, instance.id, [attachment])
+        self.gates.append((before, after))
         self.instances.append(instance)
         self.interfaces.append(interface)
         self.volumes.append(volume)
         self.user_data.append(user_data)
+
+    def _chained(self) -> pulumi.Input[list[pulumi.Resource]]:
+        """A running cluster's member waits for the previous member's `after` gate; a new cluster's do not."""
+        if not self.gates:
+            return []
+        previous = self.gates[-1][1]
+        return pulumi.Output.from_input(self._args.bootstrapped).apply(lambda running: [previous] if running else [])
+
+    def _gate(self, name: str, plan: MemberPlan, phase: str, revision: pulumi.Output[str],
+              instance: pulumi.Input[str] | None, after: pulumi.Input[list[pulumi.Resource]]) -> MemberGate:
+        args = self._args
+        return MemberGate(
+            name,
+            args.gate_provider,
+            GateArgs(phase=phase, member=plan.name, members=[m.name for m in args.cluster.members], revision=revision,
+                     version=str(args.cluster.version), bootstrapped=args.bootstrapped, region=args.region,
+                     stack=args.stack, cluster=args.cluster.name, instance=instance),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )
 
     def _render(self, plan: MemberPlan, secrets: MemberSecrets, ca_cert_pem: str, discovery_url: str | None,
                 volume_id: str, bucket: str) -> str:
@@ -146,3 +180,8 @@ class EtcdMembers(pulumi.ComponentResource):
             volume_id=volume_id,
         )
         return rendering.user_data(cluster, plan, Paths(), boot, ca_cert_pem)
+
+
+def _revision(values: list[str]) -> str:
+    """What the member runs, as one digest: its bootstrap document, image and instance type."""
+    return hashlib.sha256("\0".join(values).encode()).hexdigest()[:16]

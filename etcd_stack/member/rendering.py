@@ -312,6 +312,18 @@ def backup_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
     return service, timer
 
 
+# How often a member looks for a grown data volume: EBS grows in minutes, and growing xfs is a no-op otherwise.
+GROW_CHECK_MINUTES = 15
+
+
+def grow_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
+    """The service that grows the data file system to its volume, and the timer that runs it."""
+    service = render_template("etcd-grow.service.j2", cluster_name=cluster.name, data_mount=paths.data_mount,
+                              bootstrap_script=paths.bootstrap_script)
+    timer = render_template("etcd-grow.timer.j2", cluster_name=cluster.name, interval_minutes=GROW_CHECK_MINUTES)
+    return service, timer
+
+
 @dataclass(frozen=True)
 class WrittenFile:
     path: str
@@ -342,12 +354,15 @@ def day2_scripts(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
 def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings,
                  ca_cert_pem: str) -> list[WrittenFile]:
     backup_service, backup_timer = backup_units(cluster, paths)
+    grow_service, grow_timer = grow_units(cluster, paths)
     return [
         *configuration_files(cluster, member, paths),
         WrittenFile(paths.ca_file, ca_cert_pem),
         WrittenFile(paths.unit("etcd.service"), systemd_unit(cluster, member, paths)),
         WrittenFile(paths.unit("etcd-backup.service"), backup_service),
         WrittenFile(paths.unit("etcd-backup.timer"), backup_timer),
+        WrittenFile(paths.unit("etcd-grow.service"), grow_service),
+        WrittenFile(paths.unit("etcd-grow.timer"), grow_timer),
         WrittenFile(paths.bootstrap_script, bootstrap_script(cluster, member, paths, boot), permissions="0755"),
         *day2_scripts(cluster, member, paths),
     ]

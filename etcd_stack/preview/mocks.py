@@ -199,6 +199,8 @@ class StackMocks(pulumi.runtime.Mocks):
         """Dynamic resources never run under mocks; a discovery token answers as the service would."""
         if "endpoint" in inputs and "size" in inputs:
             return {"url": f"{inputs['endpoint']}/{digest('discovery', name, str(inputs['size']))[:32]}"}
+        if "latest" in inputs:  # a pinned image, first deployed
+            return {"image": inputs["latest"]}
         return {}
 
     # --- tls: what pulumi-tls would make, as real PEMs --------------------------------------

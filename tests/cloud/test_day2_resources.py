@@ -8,7 +8,7 @@ import json
 import pytest
 
 from etcd_stack import upgrade
-from etcd_stack.cloud.gates import DeployedVersionProvider
+from etcd_stack.cloud.gates import ClusterRecordProvider
 from etcd_stack.config import ConfigError, EtcdVersion
 from etcd_stack.preview import offline
 from tests.conftest import user_data_of, written_file
@@ -117,10 +117,13 @@ def test_alarms_exist_without_a_topic_and_notify_nobody(run_stack):
     assert all(not a.inputs.get("alarmActions") for a in alarms)
 
 
-def test_the_deployed_version_is_recorded_and_members_wait_for_its_check(stack):
-    (record,) = [r for r in stack.of_type("pulumi-python:dynamic:Resource") if "version" in r.inputs]
-    assert (record.inputs["version"], record.inputs["size"]) == ("3.6.14", 3)
-    assert "etcd-version" in stack.named("etcd-etcd", "etcd-aws:members:EtcdMembers").dependencies
+def test_the_cluster_is_recorded_and_every_gate_reads_whether_it_runs(stack):
+    record = stack.named("etcd-version", "pulumi-python:dynamic:Resource")
+    assert (record.inputs["version"], record.inputs["size"], record.inputs["dataVolumeSize"]) == ("3.6.14", 3, 20)
+    gates = [r for r in stack.of_type("pulumi-python:dynamic:Resource") if "phase" in r.inputs]
+    assert len(gates) == 6
+    assert all(("pulumi-python:dynamic:Resource", "etcd-version") in gate.property_dependencies["bootstrapped"]
+               for gate in gates)
 
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
@@ -155,23 +158,26 @@ def test_upgrades_go_one_minor_version_at_a_time(current, target, reason):
     assert (refusal is None) if reason is None else (reason in refusal)
 
 
-def test_the_version_gate_refuses_a_skip_at_preview_and_names_the_key():
-    provider = DeployedVersionProvider()
-    checked = provider.check({"version": "3.4.27"}, {"version": "3.6.14"})
-    (failure,) = checked.failures
-    assert failure.property == "version"
-    assert failure.reason.startswith("etcd:version: 3.4.27 to 3.6.14 skips a minor version")
-    assert provider.check({"version": "3.5.27"}, {"version": "3.6.14"}).failures == []
-    assert provider.check({}, {"version": "3.6.14"}).failures == []
+def test_the_record_tells_a_running_cluster_from_a_new_one():
+    provider = ClusterRecordProvider()
+    news = {"version": "3.6.14", "size": 3, "dataVolumeSize": 20, "bootstrapped": None}
+    first = provider.check({}, news)
+    assert first.failures == [] and first.inputs["bootstrapped"] is False
+    created = provider.create(first.inputs).outs
+    again = provider.check(created, news)
+    assert again.inputs["bootstrapped"] is True
+    assert provider.diff("cluster", created, again.inputs).changes  # recorded once, then steady
+    assert not provider.diff("cluster", again.inputs, provider.check(again.inputs, news).inputs).changes
 
 
-def test_the_version_gate_updates_in_place():
-    provider = DeployedVersionProvider()
-    assert provider.create({"version": "3.6.5"}).outs == {"version": "3.6.5"}
-    changed = provider.diff("etcd-3.6.5", {"version": "3.6.5"}, {"version": "3.6.14"})
-    assert changed.changes and not changed.replaces
-    assert not provider.diff("etcd-3.6.5", {"version": "3.6.5"}, {"version": "3.6.5"}).changes
-    assert provider.update("etcd-3.6.5", {"version": "3.6.5"}, {"version": "3.6.14"}).outs == {"version": "3.6.14"}
+def test_a_smaller_data_volume_is_refused_at_preview():
+    provider = ClusterRecordProvider()
+    old = {"version": "3.6.14", "size": 3, "dataVolumeSize": 40, "bootstrapped": True}
+    (failure,) = provider.check(old, {**old, "dataVolumeSize": 20}).failures
+    assert failure.property == "dataVolumeSize"
+    assert failure.reason == ("etcd:dataVolumeSize: 20 is smaller than the 40 GiB the members' volumes have; "
+                              "EBS volumes only grow")
+    assert provider.check(old, {**old, "dataVolumeSize": 80}).failures == []
 
 
 # --- moving to a new CA -------------------------------------------------------------------------
@@ -226,10 +232,11 @@ def test_a_rotation_stage_needs_a_new_generation(raw_config):
         config.load(raw_config(caRotation="trust-new"), "test")
 
 
-def test_the_gate_refuses_a_new_cluster_size_on_a_running_cluster():
-    provider = DeployedVersionProvider()
-    (failure,) = provider.check({"version": "3.6.14", "size": 3}, {"version": "3.6.14", "size": 5}).failures
+def test_the_record_refuses_a_new_cluster_size_on_a_running_cluster():
+    provider = ClusterRecordProvider()
+    old = {"version": "3.6.14", "size": 3, "dataVolumeSize": 20}
+    (failure,) = provider.check(old, {**old, "size": 5}).failures
     assert failure.property == "size"
     assert failure.reason.startswith("etcd:clusterSize: 3 to 5 on a running cluster is not supported")
-    assert provider.check({}, {"version": "3.6.14", "size": 5}).failures == []
-    assert provider.diff("id", {"version": "3.6.14", "size": 3}, {"version": "3.6.14", "size": 5}).changes
+    assert provider.check({}, {**old, "size": 5}).failures == []
+    assert provider.diff("id", old, {**old, "size": 5}).changes

@@ -107,11 +107,6 @@ def test_a_new_instance_type_or_image_leaves_identity_and_data_untouched(static)
     assert {i.inputs["ami"] for i in members_of(other)} != {i.inputs["ami"] for i in members_of(static)}
 
 
-def test_instance_changes_roll_instead_of_applying_to_every_member_at_once(static):
-    for instance in members_of(static):
-        assert set(instance.ignore_changes) == {"ami", "instanceType", "userDataBase64"}
-
-
 def test_data_volumes_are_encrypted_gp3_of_the_configured_size(run_stack):
     run = run_stack(dataVolumeSize=50, bastion=False)
     volumes = run.of_type(VOLUME)

@@ -148,12 +148,11 @@ def test_every_aws_resource_carries_its_name_and_the_common_tags(stack):
 
 def test_children_hang_under_their_component(stack):
     for resource in stack.resources:
-        if resource.type.startswith(("aws:", "tls:")):
-            assert resource.parent is not None, resource.name
-            parents = [r for r in stack.resources if r.name == resource.parent and r.type.startswith("etcd-aws:")]
-            assert len(parents) == 1, resource.name
-        else:
+        parents = [r for r in stack.resources if r.name == resource.parent and r.type.startswith("etcd-aws:")]
+        if resource.type.startswith("etcd-aws:"):
             assert resource.parent is None, resource.name
+        elif resource.type.startswith(("aws:", "tls:")) or resource.parent is not None:
+            assert len(parents) == 1, resource.name
 
 
 def test_outputs_list_the_subnets(stack):

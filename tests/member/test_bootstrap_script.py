@@ -49,6 +49,7 @@ case "$*" in *TYPE*) cat "$STUB_STATE/fs-type";; *UUID*) echo 4f1c7e52-8d0a-4f4e
     "mkfs.xfs": 'echo xfs > "$STUB_STATE/fs-type"',
     "mountpoint": '[ -f "$STUB_STATE/mounted" ]',
     "mount": 'touch "$STUB_STATE/mounted"',
+    "xfs_growfs": 'echo grown >> "$STUB_STATE/grown"',
     "id": '[ -f "$STUB_STATE/user" ]',
     "useradd": 'touch "$STUB_STATE/user"',
     "chown": "true",
@@ -77,11 +78,13 @@ class Instance:
     log: Path
     paths: rendering.Paths
 
-    def run(self) -> subprocess.CompletedProcess:
-        env = {"PATH": f"{self.root / 'stubs'}:{os.environ['PATH']}", "STUB_LOG": str(self.log),
-               "STUB_STATE": str(self.state), "ETCD_BOOTSTRAP_ATTEMPTS": "4", "ETCD_BOOTSTRAP_DELAY": "1"}
-        return subprocess.run(["bash", str(self.script)], capture_output=True, text=True, env=env, timeout=60,
-                              check=False)
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{self.root / 'stubs'}:{os.environ['PATH']}", "STUB_LOG": str(self.log),
+                "STUB_STATE": str(self.state), "ETCD_BOOTSTRAP_ATTEMPTS": "4", "ETCD_BOOTSTRAP_DELAY": "1"}
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(self.script), *args], capture_output=True, text=True, env=self.env(),
+                              timeout=60, check=False)
 
     def calls(self, name: str) -> list[str]:
         lines = self.log.read_text().splitlines() if self.log.exists() else []
@@ -162,9 +165,11 @@ def test_a_first_boot_installs_fetches_formats_mounts_and_starts(instance):
     assert f"UUID=4f1c7e52-8d0a-4f4e-9f3b-2a1d6c0e9b77 {paths.data_mount} xfs defaults,noatime,nofail 0 2" in fstab
     assert host.calls("mount") == [f"mount {paths.data_mount}"]
     assert oct(Path(paths.data_dir).stat().st_mode & 0o777) == "0o700"
-    assert host.calls("systemctl") == ["systemctl daemon-reload", "systemctl enable etcd.service etcd-backup.timer",
+    assert host.calls("xfs_growfs") == [f"xfs_growfs -d {paths.data_mount}"]
+    assert host.calls("systemctl") == ["systemctl daemon-reload",
+                                       "systemctl enable etcd.service etcd-backup.timer etcd-grow.timer",
                                        "systemctl start --no-block etcd.service",
-                                       "systemctl start etcd-backup.timer"]
+                                       "systemctl start etcd-backup.timer etcd-grow.timer"]
     assert host.calls("etcd-join") == ["etcd-join prepare", "etcd-join promote"]
     calls = host.log.read_text().splitlines()
     # The member rejoins (if its data was lost) before etcd starts, and is promoted after.
@@ -254,3 +259,21 @@ def test_refresh_tls_fetches_again_and_restarts_etcd_only_on_a_change(instance):
     assert Path(host.paths.ca_file).read_text().count("BEGIN CERTIFICATE") == 2
     assert host.calls("systemctl") == ["systemctl restart etcd.service"]
     assert host.calls("mkfs.xfs") == [] and host.calls("curl") == []
+
+
+def test_the_file_system_grows_to_a_grown_volume_while_etcd_runs(instance):
+    host = instance()
+    assert host.run().returncode == 0
+    host.log.unlink()
+    result = host.run("grow-volume")
+    assert result.returncode == 0, result.stderr
+    assert host.calls("xfs_growfs") == [f"xfs_growfs -d {host.paths.data_mount}"]
+    assert host.calls("systemctl") == []  # etcd is not touched
+
+
+def test_growing_refuses_a_data_volume_that_is_not_mounted(instance):
+    host = instance()
+    result = host.run("grow-volume")
+    assert result.returncode == 1
+    assert "is not mounted: nothing to grow" in result.stderr
+    assert host.calls("xfs_growfs") == []

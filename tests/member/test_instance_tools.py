@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import written_file
 
 UNIT = "/etc/systemd/system/etcd.service"
-UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer"]
+UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
+         "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer"]
 SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore")]
 
 
@@ -70,9 +71,10 @@ def test_systemd_verifies_every_member_unit_without_a_word(rendered_members, sys
         assert f"Description=etcd member {name.split('/')[1]} of cluster etcd" in written_file(user_data, UNIT)
         for path in UNITS:
             units[(path, written_file(user_data, path))] = name
-        script = systemd_root / "usr/local/sbin/etcd-backup"
-        script.write_text(written_file(user_data, "/usr/local/sbin/etcd-backup"))
-        script.chmod(0o755)
+        for program in ("etcd-backup", "etcd-bootstrap"):  # what the units run must exist
+            script = systemd_root / "usr/local/sbin" / program
+            script.write_text(written_file(user_data, f"/usr/local/sbin/{program}"))
+            script.chmod(0o755)
     assert {path for path, _ in units} == set(UNITS)
     for path, unit in units:
         result = verify_unit(systemd_root, unit, path)

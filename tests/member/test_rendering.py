@@ -106,6 +106,7 @@ def test_user_data_writes_four_files_and_runs_the_script():
     assert list(files) == [
         "/etc/etcd/etcd.yaml", "/etc/etcd/etcd-join.yaml", "/etc/etcd/pki/ca.crt", "/etc/systemd/system/etcd.service",
         "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
+        "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer",
         "/usr/local/sbin/etcd-bootstrap", "/usr/local/sbin/etcd-join", "/usr/local/sbin/etcd-backup",
         "/usr/local/sbin/etcd-restore"]
     assert {path for path, f in files.items() if f["permissions"] == "0755"} == {

@@ -1,0 +1,82 @@
+"""The gate resources' provider: runs the gate checks inside `pulumi up`, around each member's change.
+
+A member's `before` gate runs when what the member runs is about to change (its revision changed); the
+member's instance waits for it. Its `after` gate takes the new instance as an input, so it runs once the
+instance is replaced, and the next member's `before` gate waits for it. The first deployment runs no checks:
+a new cluster has no quorum until its members exist. The `after` gate records the etcd version the member
+reported, and refuses at preview a version that etcd cannot reach from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from etcd_stack import upgrade
+from etcd_stack.ops.gate import Clock, Gate, GatePolicy, Probe
+
+BEFORE, AFTER = "before", "after"
+# Inputs whose change means the member is about to change, or has changed.
+TRIGGERS = ("revision", "instance")
+
+
+class MemberGateProvider(ResourceProvider):
+    def __init__(self, probe_for: Callable[[Mapping[str, Any]], Probe], policy: GatePolicy | None = None,
+                 clock: Clock | None = None):
+        self.probe_for = probe_for
+        self.policy = policy or GatePolicy()
+        self.clock = clock or Clock()
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        ran = olds.get("ran")
+        if news.get("phase") == AFTER and ran:
+            reason = upgrade.refusal(upgrade.parse(ran), upgrade.parse(news["version"]))
+            if reason:
+                failures.append(CheckFailure("version", (
+                    f"etcd:version: {news['member']} runs {ran}: {reason} "
+                    "(after a change made outside the gates, `pulumi up --refresh` reads what members run)")))
+        return CheckResult(news, failures)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [key for key in (*TRIGGERS, "version", "members") if olds.get(key) != news.get(key)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        # A new gate comes with a new member. In a new cluster there is nothing to check (and no quorum to wait
+        # for); a cluster that has a leader is running, and a member joining it is checked like any change.
+        if props.get("bootstrapped"):
+            probe = self.probe_for(props)
+            if probe.view().leaders:
+                self._run(props, probe, joining=True)
+        return CreateResult(id_=f"{props['member']}-{props['phase']}", outs={**props, "ran": props["version"]})
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        if any(olds.get(key) != news.get(key) for key in TRIGGERS):
+            self._run(news, self.probe_for(news), joining=False)
+        return UpdateResult(outs={**news, "ran": news["version"]})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        # `pulumi refresh` learns what the member really runs, so a change made around the gates cannot wedge them.
+        state = self.probe_for(props).view().get(props["member"])
+        ran = state.version if state is not None and state.reachable and state.version else props.get("ran")
+        return ReadResult(id_=id_, outs={**props, "ran": ran})
+
+    def _run(self, props: Mapping[str, Any], probe: Probe, joining: bool) -> None:
+        gate = Gate(probe, self.policy, self.clock)
+        member, members = props["member"], list(props["members"])
+        if props["phase"] == BEFORE:
+            # A joining member is not in the cluster yet: the others must be sound before it is added.
+            gate.before(member, [name for name in members if name != member] if joining else members)
+        else:
+            gate.after(member, members, instance=props.get("instance"))
