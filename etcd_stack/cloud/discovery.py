@@ -1,8 +1,9 @@
 """A discovery token, minted once from a v2 discovery service and kept in the stack's state.
 
 `pulumi up` creates it by asking `<endpoint>/new?size=N`; later runs read it from state and never
-ask again, so members' user_data stays stable. A new token is minted only when the size or the
-endpoint changes (a token bootstraps one cluster of one size, once).
+ask again, so members' user_data stays stable. A token only serves the first bootstrap: a later size
+or endpoint changes nothing (members added later join as learners), and a replaced token, an input of
+every member, would replace every member at once.
 """
 
 from __future__ import annotations
@@ -111,8 +112,7 @@ class DiscoveryTokenProvider(ResourceProvider):
         return ReadResult(id_=id_, outs=props)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in ("endpoint", "size") if str(olds.get(key)) != str(news.get(key))]
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
+        return DiffResult(changes=False, replaces=[])
 
 
 class DiscoveryToken(Resource):
