@@ -76,6 +76,10 @@ class EtcdVersion:
         return (self.major, self.minor)
 
 
+# Odd, so a majority survives a failure; seven is etcd's own recommended ceiling.
+CLUSTER_SIZES = (1, 3, 5, 7)
+
+
 @dataclass(frozen=True)
 class StackConfig:
     stack: str
@@ -345,7 +349,7 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key("clusterName", "cluster_name", _cluster_name, "etcd",
         "Name of the cluster; prefixes resource names and tags"),
-    Key("clusterSize", "cluster_size", _choice(1, 3, 5, 7), "3",
+    Key("clusterSize", "cluster_size", _choice(*CLUSTER_SIZES), "3",
         "Number of etcd members (odd, so a majority survives a failure)"),
     Key("version", "version", _version, "3.6.14",
         "etcd release each member runs"),

@@ -17,14 +17,14 @@ import pulumi
 import pulumi_aws as aws
 from pulumi.dynamic import ResourceProvider
 
-from etcd_stack.addressing import MemberPlan
+from etcd_stack.addressing import MemberPlan, member_name
 from etcd_stack.cloud import iam
 from etcd_stack.cloud.access import al2023_ami
 from etcd_stack.cloud.backup import METRIC_NAMESPACE, destination
 from etcd_stack.cloud.gates import GateArgs, MemberGate
 from etcd_stack.cloud.image import PinnedImage
 from etcd_stack.cloud.pki import MemberSecrets, ca_bundle_parameter
-from etcd_stack.config import architecture
+from etcd_stack.config import CLUSTER_SIZES, architecture
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
 from etcd_stack.tags import ROLE_TAG, tagged
@@ -70,6 +70,7 @@ class EtcdMembers(pulumi.ComponentResource):
         self.image = PinnedImage(f"{name}-image", al2023_ami(args.instance_type), args.image_generation,
                                  architecture(args.instance_type), opts=pulumi.ResourceOptions(parent=self)).image
         self.instances, self.interfaces, self.volumes, self.user_data, self.gates = [], [], [], [], []
+        self._retirements = self._retire_unplanned()
         for plan in args.cluster.members:
             self._member(plan)
         self.register_outputs({"instance_ids": [instance.id for instance in self.instances]})
@@ -110,7 +111,7 @@ class EtcdMembers(pulumi.ComponentResource):
             lambda values, plan=plan, secrets=secrets: self._render(plan, secrets, *values)
         )
         revision = pulumi.Output.all(user_data, self.image, args.instance_type).apply(_revision)
-        before = self._gate(f"{name}-before", plan, "before", revision, None, self._chained())
+        before = self._gate(f"{name}-before", plan.name, "before", revision, None, self._chained())
         instance = aws.ec2.Instance(
             name,
             ami=self.image,
@@ -139,27 +140,41 @@ class EtcdMembers(pulumi.ComponentResource):
             stop_instance_before_detaching=True,
             opts=child,
         )
-        after = self._gate(f"{name}-after", plan, "after", revision, instance.id, [attachment])
+        after = self._gate(f"{name}-after", plan.name, "after", revision, instance.id, [attachment])
         self.gates.append((before, after))
         self.instances.append(instance)
         self.interfaces.append(interface)
         self.volumes.append(volume)
         self.user_data.append(user_data)
 
-    def _chained(self) -> pulumi.Input[list[pulumi.Resource]]:
-        """A running cluster's member waits for the previous member's `after` gate; a new cluster's do not."""
-        if not self.gates:
-            return []
-        previous = self.gates[-1][1]
-        return pulumi.Output.from_input(self._args.bootstrapped).apply(lambda running: [previous] if running else [])
+    def _retire_unplanned(self) -> list[MemberGate]:
+        """A gate for every member index the cluster's size leaves out, the highest first: a smaller cluster
+        takes those members out of etcd's membership before their instances go at the end of the run."""
+        retirements: list[MemberGate] = []
+        for index in reversed(range(len(self._args.cluster.members), max(CLUSTER_SIZES))):
+            previous = retirements[-1:]
+            retirements.append(self._gate(f"{self._name}-{index}-retire", member_name(index), "retire", "", None,
+                                          self._when_running(previous)))
+        return retirements
 
-    def _gate(self, name: str, plan: MemberPlan, phase: str, revision: pulumi.Output[str],
+    def _chained(self) -> pulumi.Input[list[pulumi.Resource]]:
+        """On a running cluster a member waits for the previous member's `after` gate (the first member for
+        the retirements); a new cluster's members go at once."""
+        previous = [self.gates[-1][1]] if self.gates else self._retirements[-1:]
+        return self._when_running(previous)
+
+    def _when_running(self, previous: list[pulumi.Resource]) -> pulumi.Input[list[pulumi.Resource]]:
+        if not previous:
+            return []
+        return pulumi.Output.from_input(self._args.bootstrapped).apply(lambda running: previous if running else [])
+
+    def _gate(self, name: str, member: str, phase: str, revision: pulumi.Input[str],
               instance: pulumi.Input[str] | None, after: pulumi.Input[list[pulumi.Resource]]) -> MemberGate:
         args = self._args
         return MemberGate(
             name,
             args.gate_provider,
-            GateArgs(phase=phase, member=plan.name, members=[m.name for m in args.cluster.members], revision=revision,
+            GateArgs(phase=phase, member=member, members=[m.name for m in args.cluster.members], revision=revision,
                      version=str(args.cluster.version), bootstrapped=args.bootstrapped, region=args.region,
                      stack=args.stack, cluster=args.cluster.name, instance=instance),
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),

@@ -59,6 +59,8 @@ class Probe(Protocol):
 
     def move_leader(self, to: str) -> None: ...
 
+    def remove_member(self, name: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class GatePolicy:
@@ -103,6 +105,19 @@ class Gate:
             self._until(f"leadership to leave {name}", lambda view: _leader_problems(view, avoid=name),
                         self.policy.settle_s)
         self.report(f"{name}: cluster sound ({len(expected)} members, one leader); going on")
+
+    def retire(self, name: str, remaining: Sequence[str]) -> None:
+        """Takes `name` out of the cluster's membership, once the cluster is sound, and waits until the
+        remaining members are sound without it. A member that is not a member any more is left alone."""
+        if self.probe.view().get(name) is None:
+            self.report(f"{name}: not a member; nothing to remove")
+            return
+        self.before(name, [*remaining, name])
+        self.probe.remove_member(name)
+        self.report(f"{name}: removed from the cluster")
+        self._until(f"the cluster to be sound without {name}",
+                    lambda view: ([f"{name} is still a member"] if view.get(name) else [])
+                    + cluster_problems(view, remaining), self.policy.deadline_s)
 
     def after(self, name: str, expected: Sequence[str], instance: str | None = None) -> ClusterView:
         """`name` is back: started, a voting member, healthy and caught up, several answers in a row."""

@@ -2,9 +2,11 @@
 
 A member's `before` gate runs when what the member runs is about to change (its revision changed); the
 member's instance waits for it. Its `after` gate takes the new instance as an input, so it runs once the
-instance is replaced, and the next member's `before` gate waits for it. The first deployment runs no checks:
-a new cluster has no quorum until its members exist. The `after` gate records the etcd version the member
-reported, and refuses at preview a version that etcd cannot reach from it.
+instance is replaced, and the next member's `before` gate waits for it. A `retire` gate, made for each member
+index a smaller cluster leaves out, takes that member out of etcd's membership before its instance goes at the
+end of the run, the highest index first. The first deployment runs no checks: a new cluster has no quorum
+until its members exist. The `after` gate records the etcd version the member reported, and refuses at
+preview a version that etcd cannot reach from it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pulumi.dynamic import (
 from etcd_stack import upgrade
 from etcd_stack.ops.gate import Clock, Gate, GatePolicy, Probe
 
-BEFORE, AFTER = "before", "after"
+BEFORE, AFTER, RETIRE = "before", "after", "retire"
 # Inputs whose change means the member is about to change, or has changed.
 TRIGGERS = ("revision", "instance")
 

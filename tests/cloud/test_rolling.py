@@ -140,3 +140,19 @@ def test_a_gate_revision_changes_exactly_when_what_the_member_runs_changes(new_c
         assert all(before[name] != after[name] for name in before)
     else:
         assert before == after
+
+
+def test_a_running_cluster_retires_unplanned_members_highest_first_before_any_member_rolls(running_cluster):
+    retire = {r.inputs["member"]: r for r in running_cluster if r.name.endswith("-retire")}
+    assert sorted(retire) == ["etcd-3", "etcd-4", "etcd-5", "etcd-6"]
+    assert all(r.inputs["members"] == ["etcd-0", "etcd-1", "etcd-2"] for r in retire.values())
+    assert not any(name.endswith("-retire") for _, name in retire["etcd-6"].depends_on)
+    for index in (5, 4, 3):
+        assert (DYNAMIC, f"etcd-etcd-{index + 1}-retire") in retire[f"etcd-{index}"].depends_on
+    assert (DYNAMIC, "etcd-etcd-3-retire") in named(running_cluster, "etcd-etcd-0-before", DYNAMIC).depends_on
+
+
+def test_a_new_cluster_waits_for_no_retirement(new_cluster):
+    for resource in new_cluster:
+        if resource.name.endswith(("-retire", "-before")):
+            assert not any(name.endswith(("-retire", "-after")) for _, name in resource.depends_on), resource.name

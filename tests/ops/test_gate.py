@@ -23,10 +23,10 @@ def view(*changed: MemberState) -> ClusterView:
 
 
 class ScriptedProbe:
-    """Answers views from a script (the last one repeats) and records leadership moves."""
+    """Answers views from a script (the last one repeats) and records leadership moves and removals."""
 
     def __init__(self, *views: ClusterView):
-        self.views, self.calls, self.moves = list(views), 0, []
+        self.views, self.calls, self.moves, self.removed = list(views), 0, [], []
 
     def view(self) -> ClusterView:
         self.calls += 1
@@ -34,6 +34,9 @@ class ScriptedProbe:
 
     def move_leader(self, to: str) -> None:
         self.moves.append(to)
+
+    def remove_member(self, name: str) -> None:
+        self.removed.append(name)
 
 
 class FakeClock(Clock):
@@ -140,3 +143,48 @@ def test_a_learner_never_promoted_fails_the_gate():
     g, _, _ = gate(probe, deadline_s=60)
     with pytest.raises(GateFailed, match="etcd-2 is still a learner"):
         g.after("etcd-2", NAMES)
+
+
+FIVE = ("etcd-0", "etcd-1", "etcd-2", "etcd-3", "etcd-4")
+
+
+def five(*changed: MemberState, without: tuple[str, ...] = ()) -> ClusterView:
+    by_name = {m.name: m for m in changed}
+    return ClusterView(tuple(by_name.get(name, member(name)) for name in FIVE if name not in without))
+
+
+def test_a_retired_member_leaves_the_membership_once_the_cluster_is_sound():
+    probe = ScriptedProbe(five(), five(), five(), five(), five(without=("etcd-4",)))
+    g, lines, _ = gate(probe)
+    g.retire("etcd-4", FIVE[:4])
+    assert probe.removed == ["etcd-4"]
+    assert probe.moves == []
+    assert "etcd-4: removed from the cluster" in lines
+
+
+def test_a_retiring_leader_hands_over_first():
+    leader = member("etcd-4", is_leader=True, raft_index=100)
+    follower = member("etcd-0", is_leader=False, raft_index=101)
+    moved = five(member("etcd-0", is_leader=False), member("etcd-1", is_leader=True))
+    probe = ScriptedProbe(five(leader, follower), five(leader, follower), five(leader, follower),
+                          five(leader, follower), moved, moved, moved, five(without=("etcd-4",)))
+    g, _, _ = gate(probe)
+    g.retire("etcd-4", FIVE[:4])
+    assert probe.moves == ["etcd-0"]
+    assert probe.removed == ["etcd-4"]
+
+
+def test_a_member_already_gone_is_not_removed_again():
+    probe = ScriptedProbe(five(without=("etcd-4",)))
+    g, lines, _ = gate(probe)
+    g.retire("etcd-4", FIVE[:4])
+    assert probe.removed == []
+    assert lines == ["etcd-4: not a member; nothing to remove"]
+
+
+def test_no_member_is_removed_from_an_unsound_cluster():
+    probe = ScriptedProbe(five(member("etcd-1", healthy=False)))
+    g, _, _ = gate(probe, settle_s=30)
+    with pytest.raises(GateFailed, match="etcd-1 is unhealthy"):
+        g.retire("etcd-4", FIVE[:4])
+    assert probe.removed == []
