@@ -21,10 +21,9 @@ from etcd_stack.cloud.backup import METRIC_NAMESPACE, destination
 from etcd_stack.cloud.pki import MemberSecrets, ca_bundle_parameter
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
-from etcd_stack.tags import ROLE_TAG, tagged
+from etcd_stack.tags import MEMBER_TAG, ROLE_TAG, tagged
 
 DATA_DEVICE = "/dev/sdf"
-MEMBER_TAG = "etcd-member"
 # Changes to these reach a member only when it is replaced, one member at a time (README: Operations):
 # applied in place they would restart every member at once.
 ROLLED_PROPERTIES = ["ami", "instanceType", "userDataBase64"]

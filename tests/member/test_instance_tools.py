@@ -13,7 +13,8 @@ from tests.conftest import written_file
 
 UNIT = "/etc/systemd/system/etcd.service"
 UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer"]
-SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore")]
+SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore",
+                                                   "etcd-ctl", "etcd-snapshots", "etcd-defrag")]
 
 
 def tool(name: str) -> str:
@@ -54,6 +55,9 @@ def systemd_root(tmp_path_factory) -> Path:
     (root / "usr/local/bin").mkdir(parents=True)
     shutil.copy(Path(sys.executable).parent / "etcd", root / "usr/local/bin/etcd")
     (root / "etc/systemd/system").mkdir(parents=True)
+    # The backup service's ExecCondition asks systemctl whether etcd runs.
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(tool("systemctl"), root / "usr/bin/systemctl")
     return root
 
 
@@ -100,7 +104,7 @@ def test_shellcheck_passes_every_bootstrap_script(rendered_members, tmp_path):
             path = tmp_path / f"{name.replace('/', '-')}-{Path(script).name}"
             path.write_text(written_file(user_data, script))
             scripts.append(str(path))
-    assert len(scripts) == len(rendered_members) * 4
+    assert len(scripts) == len(rendered_members) * len(SCRIPTS)
     result = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *scripts], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout

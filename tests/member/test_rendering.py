@@ -107,7 +107,8 @@ def test_user_data_writes_four_files_and_runs_the_script():
         "/etc/etcd/etcd.yaml", "/etc/etcd/etcd-join.yaml", "/etc/etcd/pki/ca.crt", "/etc/systemd/system/etcd.service",
         "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
         "/usr/local/sbin/etcd-bootstrap", "/usr/local/sbin/etcd-join", "/usr/local/sbin/etcd-backup",
-        "/usr/local/sbin/etcd-restore"]
+        "/usr/local/sbin/etcd-restore", "/usr/local/sbin/etcd-ctl", "/usr/local/sbin/etcd-snapshots",
+        "/usr/local/sbin/etcd-defrag"]
     assert {path for path, f in files.items() if f["permissions"] == "0755"} == {
         path for path in files if path.startswith("/usr/local/sbin/")}
     assert document["runcmd"] == [["/usr/local/sbin/etcd-bootstrap"]]
