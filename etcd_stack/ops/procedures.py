@@ -82,9 +82,11 @@ def cluster_status(transport: Transport) -> list[MemberStatus]:
 
 def require_healthy(transport: Transport, force: bool, members: list[str] | None = None) -> None:
     """Refuses before anything changes while a member is unhealthy, unless forced."""
+    if force:
+        return
     for member in members if members is not None else transport.members():
         checked = transport.health(member)
-        if not checked.healthy and not force:
+        if not checked.healthy:
             raise OperationError(f"{member} is unhealthy ({checked.status_code or '-'} "
                                  f"{checked.reason or 'unhealthy'}): nothing was changed; --force goes on anyway")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 # A command's answer, as subprocess gives it: args, returncode, stdout, stderr.
@@ -53,7 +54,8 @@ def call(transport: Transport, member: str, command: Sequence[str], deadline_s: 
     result = transport.run(member, command, deadline_s)
     if result.returncode != 0:
         why = (result.stderr or result.stdout or "").strip()[-800:] or f"exit status {result.returncode}"
-        raise OperationError(f"{member}: {' '.join(command[:1] + list(command[1:2]))} failed: {why}")
+        what = " ".join([Path(command[0]).name, *command[1:2]])
+        raise OperationError(f"{member}: {what} failed: {why}")
     return result
 
 
