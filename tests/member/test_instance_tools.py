@@ -115,3 +115,16 @@ def test_shellcheck_would_catch_an_unquoted_variable(tmp_path):
     path.write_text("#!/bin/bash\nrm -rf $1/*\n")
     result = subprocess.run([tool("shellcheck"), str(path)], capture_output=True, text=True, check=False)
     assert result.returncode != 0
+
+
+def test_the_backup_service_never_starts_etcd_and_is_skipped_while_etcd_is_stopped(rendered_members):
+    unit = written_file(rendered_members["static-3.6-amd64/etcd-0"], "/etc/systemd/system/etcd-backup.service")
+    lines = unit.splitlines()
+    # Nothing that would pull etcd in (and restart a member an operator stopped for a restore).
+    pulls = ("Wants=", "Requires=", "BindsTo=", "Upholds=", "PartOf=")
+    assert not [line for line in lines if line.startswith(pulls) and "etcd.service" in line]
+    (condition,) = [line.split("=", 1)[1] for line in lines if line.startswith("ExecCondition=")]
+    assert condition == "/usr/bin/systemctl is-active --quiet etcd.service"
+    # systemd skips the service when the condition exits 1-254; etcd runs nowhere on this machine.
+    result = subprocess.run(condition.split(), capture_output=True, text=True, check=False)
+    assert 1 <= result.returncode <= 254

@@ -124,3 +124,12 @@ def test_compressed_user_data_comes_back_and_repeats():
     assert rendering.decompress(rendering.compress(document)) == document
     assert rendering.compress(document) == rendering.compress(document)
     assert len(base64.b64decode(rendering.compress(document))) < len(document) / 2
+
+
+def test_snapshots_are_staged_on_the_data_volume_never_in_tmp():
+    cluster = settings()
+    for script in (rendering.backup_script(cluster, MEMBERS[0], Paths()),
+                   rendering.restore_script(cluster, MEMBERS[0], Paths())):
+        assert "readonly STAGING_DIR=/var/lib/etcd\n" in script
+        (made,) = [line.strip() for line in script.splitlines() if "mktemp" in line]
+        assert made.startswith('work=$(mktemp -d "$STAGING_DIR/.etcd-')
