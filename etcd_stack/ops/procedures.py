@@ -15,7 +15,7 @@ from pathlib import Path
 
 from etcd_stack import upgrade
 from etcd_stack.config import StackConfig
-from etcd_stack.ops.transport import BadInput, OperationError, Transport, call, run_script
+from etcd_stack.ops.transport import BadInput, OperationError, Result, Transport, call, run_script
 from etcd_stack.sandbox import local
 from etcd_stack.sandbox.cluster import (
     Sandbox,
@@ -98,6 +98,14 @@ def leader(transport: Transport) -> str:
     raise OperationError(f"{transport.where}: no member reports itself the leader")
 
 
+def _on_the_leader(transport: Transport, script: str, force: bool) -> tuple[str, Result]:
+    """Once the cluster is found healthy, the leader runs one of its scripts; the script checks again that it
+    leads (leadership may move in between)."""
+    require_healthy(transport, force)
+    head = leader(transport)
+    return head, run_script(transport, head, script, deadline_s=DATA_S)
+
+
 def wait_healthy(transport: Transport, members: list[str], within_s: float = HEALTHY_WITHIN_S,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
     deadline = clock() + within_s
@@ -139,9 +147,7 @@ SNAPSHOT_LINE = re.compile(r"etcd-backup: snapshot (\S+) \((\d+) bytes\)")
 
 def backup(transport: Transport, report: Report, force: bool = False) -> str:
     """A snapshot now, taken by the leader with the script its timer runs; returns where it went."""
-    require_healthy(transport, force)
-    head = leader(transport)
-    result = run_script(transport, head, "etcd-backup", deadline_s=DATA_S)
+    head, result = _on_the_leader(transport, "etcd-backup", force)
     found = SNAPSHOT_LINE.search(result.stderr)
     if not found:
         raise OperationError(f"{head}: etcd-backup took no snapshot: {result.stderr.strip()[-300:]}")
@@ -246,9 +252,7 @@ DEFRAGMENTED = re.compile(r"etcd-defrag: (\S+) defragmented: (\d+) -> (\d+) byte
 def defrag(transport: Transport, report: Report, force: bool = False) -> None:
     """The leader's etcd-defrag: each member in turn, followers first, the leader last, the cluster healthy
     and caught up between steps."""
-    require_healthy(transport, force)
-    head = leader(transport)
-    result = run_script(transport, head, "etcd-defrag", deadline_s=DATA_S)
+    head, result = _on_the_leader(transport, "etcd-defrag", force)
     done = DEFRAGMENTED.findall(result.stderr)
     if not done:
         raise OperationError(f"{head}: etcd-defrag defragmented nothing: {_last_line(result.stderr)}")

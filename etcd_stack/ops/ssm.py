@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 from botocore.exceptions import ClientError
@@ -27,8 +27,7 @@ DELIVERY_TIMEOUT_S = 30
 POLL_S = 2.0
 
 
-@dataclass(frozen=True)
-class Instance:
+class Instance(NamedTuple):
     member: str
     instance_id: str
     private_ip: str
