@@ -25,6 +25,11 @@ FINAL_FAILURES = ("Failed", "TimedOut", "Cancelled")
 # SendCommand's floor for the delivery timeout: a command not started by then never runs.
 DELIVERY_TIMEOUT_S = 30
 POLL_S = 2.0
+# AWS-RunShellScript's executionTimeout allows up to 48 hours.
+MAX_EXECUTION_S = 172800
+HEALTH_DEADLINE_S = 60
+# curl's exit statuses when the member does not answer, in the words the sandbox's health check uses.
+CURL_FAILURES = {7: "not listening", 28: "no answer within 3s"}
 
 
 class Instance(NamedTuple):
@@ -98,6 +103,16 @@ class SsmTransport:
     def run(self, member: str, command: Sequence[str], deadline_s: float) -> subprocess.CompletedProcess:
         """Sends the command and polls its invocation until a final status; raises with the member's stderr on
         Failed, TimedOut or Cancelled, and when the deadline passes first (the command is then cancelled)."""
+        status, invocation = self._invoke(member, command, deadline_s)
+        if status != "Success":
+            stderr = invocation.get("StandardErrorContent", "").strip()
+            raise OperationError(f"{member}: {shlex.join(command)} ended {status} "
+                                 f"({invocation.get('StatusDetails', status)}, exit status "
+                                 f"{invocation.get('ResponseCode', -1)}): {stderr[-800:] or 'no output on stderr'}")
+        return _completed(command, invocation)
+
+    def _invoke(self, member: str, command: Sequence[str], deadline_s: float) -> tuple[str, dict[str, Any]]:
+        """The command's final status and invocation (output at most 24,000 characters, as SSM keeps it)."""
         instance = self._instance(member)
         text = shlex.join(command)
         sent = self._ssm.send_command(
@@ -106,23 +121,16 @@ class SsmTransport:
             Comment=f"etcd-stack {self._stack} {member}"[:100],
             TimeoutSeconds=DELIVERY_TIMEOUT_S,
             # The agent ends the script itself at the deadline, so nothing runs on after we give up.
-            Parameters={"commands": [text], "executionTimeout": [str(max(1, int(deadline_s)))]},
+            Parameters={"commands": [text],
+                        "executionTimeout": [str(min(MAX_EXECUTION_S, max(1, int(deadline_s))))]},
         )
         command_id = sent["Command"]["CommandId"]
         deadline = self._clock() + deadline_s
         while True:
             invocation = self._invocation(command_id, instance.instance_id)
             status = invocation.get("Status") if invocation else None
-            if status == "Success":
-                return subprocess.CompletedProcess(list(command), invocation["ResponseCode"],
-                                                   invocation["StandardOutputContent"],
-                                                   invocation["StandardErrorContent"])
-            if status in FINAL_FAILURES:
-                stderr = invocation.get("StandardErrorContent", "").strip()
-                detail = invocation.get("StatusDetails", status)
-                code = invocation.get("ResponseCode", -1)
-                raise OperationError(f"{member}: {text} ended {status} ({detail}, exit status {code}): "
-                                     f"{stderr[-800:] or 'no output on stderr'}")
+            if status == "Success" or status in FINAL_FAILURES:
+                return status, invocation
             if self._clock() >= deadline:
                 self._ssm.cancel_command(CommandId=command_id, InstanceIds=[instance.instance_id])
                 raise OperationError(f"{member}: {text} reached no final status within {deadline_s:g}s "
@@ -141,14 +149,19 @@ class SsmTransport:
     def health(self, member: str) -> SsmHealth:
         """GET /health on the member's own address, as the load balancer asks it, run on the member."""
         url = f"http://{self._instance(member).private_ip}:{METRICS_PORT}/health"
-        try:
-            result = self.run(member, ["curl", "--silent", "--max-time", "3", "--write-out", r"\n%{http_code}", url],
-                              60)
-        except OperationError as error:
-            return SsmHealth(0, False, f"no answer ({error})"[:200])
-        body, _, code = result.stdout.rpartition("\n")
+        command = ["curl", "--silent", "--max-time", "3", "--write-out", r"\n%{http_code}", url]
+        status, invocation = self._invoke(member, command, HEALTH_DEADLINE_S)
+        if status != "Success":
+            code = invocation.get("ResponseCode", -1)
+            return SsmHealth(0, False, CURL_FAILURES.get(code, f"{status}: curl exit status {code}"))
+        body, _, code = _completed(command, invocation).stdout.rpartition("\n")
         try:
             answer = json.loads(body or "{}")
         except ValueError:
             answer = {}
         return SsmHealth(int(code or 0), answer.get("health") == "true", answer.get("reason", ""))
+
+
+def _completed(command: Sequence[str], invocation: dict[str, Any]) -> subprocess.CompletedProcess:
+    return subprocess.CompletedProcess(list(command), invocation["ResponseCode"], invocation["StandardOutputContent"],
+                                       invocation["StandardErrorContent"])

@@ -169,7 +169,7 @@ def test_health_is_read_on_the_member_as_the_load_balancer_asks_it():
         stub.assert_no_pending_responses()
     assert (healthy.status_code, healthy.healthy) == (200, True)
     assert (leaderless.status_code, leaderless.healthy, leaderless.reason) == (503, False, "RAFT NO LEADER")
-    assert (down.status_code, down.healthy) == (0, False)
+    assert (down.status_code, down.healthy, down.reason) == (0, False, "not listening")
 
 
 def test_the_stacks_region_is_used_for_both_clients():
