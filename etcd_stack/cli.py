@@ -12,13 +12,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from etcd_stack import config
-from etcd_stack.cloud.members import MEMBER_TAG
 from etcd_stack.member import rendering
 from etcd_stack.ops import procedures as operations
+from etcd_stack.ops.ssm import SsmTransport
+from etcd_stack.ops.transport import BadInput, OperationError, Transport
 from etcd_stack.preview import offline
 from etcd_stack.sandbox import cluster as sandbox
+from etcd_stack.sandbox.transport import SandboxTransport
+from etcd_stack.tags import MEMBER_TAG
 
 EXIT_BAD_INPUT = 2
 
@@ -113,23 +117,62 @@ def sandbox_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def sandbox_backup(args: argparse.Namespace) -> int:
-    snapshot = operations.backup(sandbox.Sandbox.load(args.dir.resolve()))
-    print(f"snapshot {snapshot} ({snapshot.stat().st_size} bytes), taken by the leader")
+# --- day-2 procedures: the same verbs on a stack (SSM) and on a sandbox (local processes) --------------
+
+def transport(args: argparse.Namespace) -> Transport:
+    if args.sandbox is not None:
+        try:
+            return SandboxTransport(sandbox.Sandbox.load(args.sandbox.resolve()))
+        except sandbox.SandboxError as error:
+            raise UsageError(str(error).replace("--dir:", "--sandbox:")) from None
+    cfg = config.load(read_stack_file(args.project_dir, args.stack), args.stack)
+    try:
+        return SsmTransport.connect(args.stack, cfg.cluster_name, cfg.region)
+    except NoCredentialsError:
+        raise UsageError("no AWS credentials: set AWS_PROFILE (or sign in with `aws sso login`)") from None
+
+
+def status(args: argparse.Namespace) -> int:
+    return 0 if operations.status(transport(args), report=print) else 1
+
+
+def backup(args: argparse.Namespace) -> int:
+    operations.backup(transport(args), report=print, force=args.force)
     return 0
 
 
-def sandbox_restore(args: argparse.Namespace) -> int:
-    box = sandbox.Sandbox.load(args.dir.resolve())
-    token = operations.restore(box, args.snapshot, report=print)
-    print(f"restored: {len(box.members)} members healthy, a new cluster ({token}) with the snapshot's data")
+def snapshots(args: argparse.Namespace) -> int:
+    held = operations.snapshots(transport(args))
+    for url, size in held:
+        print(f"{url}  {size} bytes")
+    print(f"{len(held)} snapshots")
     return 0
 
 
-def sandbox_replace_member(args: argparse.Namespace) -> int:
-    box = sandbox.Sandbox.load(args.dir.resolve())
-    operations.replace_member(box, args.member, report=print)
+def restore(args: argparse.Namespace) -> int:
+    via = transport(args)
+    token = operations.restore(via, args.snapshot, report=print, force=args.force)
+    print(f"restored: {len(via.members())} members healthy, a new cluster ({token}) with the snapshot's data")
+    return 0
+
+
+def replace_member(args: argparse.Namespace) -> int:
+    operations.replace_member(transport(args), args.member, report=print, force=args.force)
     print(f"{args.member} replaced: a voting member again, caught up with the cluster")
+    return 0
+
+
+def refresh_tls(args: argparse.Namespace) -> int:
+    via = transport(args)
+    operations.refresh_tls(via, report=print, force=args.force)
+    print(f"refreshed the TLS files of {len(via.members())} members, one member at a time")
+    return 0
+
+
+def defrag(args: argparse.Namespace) -> int:
+    via = transport(args)
+    operations.defrag(via, report=print, force=args.force)
+    print(f"defragmented {len(via.members())} members, the leader last")
     return 0
 
 
@@ -156,7 +199,7 @@ def sandbox_rotate_ca(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: offline render and local tools.")
+    parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: render, sandbox, operations.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     render_parser = commands.add_parser(
@@ -188,17 +231,36 @@ def build_parser() -> argparse.ArgumentParser:
     action("status", sandbox_status, "members, leader, raft term and health")
     down_parser = action("down", sandbox_down, "stop every process `up` started")
     down_parser.add_argument("--purge", action="store_true", help="also remove data, certificates and logs")
-    action("backup", sandbox_backup, "run each member's backup script: the leader snapshots")
-    restore_parser = action("restore", sandbox_restore, "rebuild the cluster from a snapshot (the restore runbook)")
-    restore_parser.add_argument("--snapshot", required=True, type=Path, help="a snapshot from `sandbox backup`")
-    replace_parser = action("replace-member", sandbox_replace_member, "a member loses its data and joins again")
-    replace_parser.add_argument("--member", required=True, help="e.g. etcd-1")
     roll_parser = action("roll", sandbox_roll, "restart members one at a time with new settings or etcd")
     roll_parser.add_argument("--stack", help="re-read Pulumi.<stack>.yaml (heartbeatMs, electionMs)")
     roll_parser.add_argument("--etcd-bin", type=Path, help="upgrade: the etcd binary to roll onto")
     roll_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
     action("rotate-certs", sandbox_rotate_certs, "re-issue every certificate from the same CA, one member at a time")
     action("rotate-ca", sandbox_rotate_ca, "move to a new CA: trust both, issue from the new one, drop the old")
+
+    def verb(name: str, handler: Callable[[argparse.Namespace], int], what: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=what)
+        where = parser.add_mutually_exclusive_group(required=True)
+        where.add_argument("--stack", help="a deployed stack: members found by their tags, reached through SSM")
+        where.add_argument("--sandbox", type=Path, metavar="DIR", help="a sandbox's directory (`sandbox up --dir`)")
+        parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def changing(name: str, handler: Callable[[argparse.Namespace], int], what: str) -> argparse.ArgumentParser:
+        parser = verb(name, handler, what)
+        parser.add_argument("--force", action="store_true", help="go on even though a member is unhealthy")
+        return parser
+
+    verb("status", status, "members, leader, raft term and index, health as the load balancer sees it, alarms")
+    changing("backup", backup, "a snapshot now, taken and uploaded by the leader")
+    verb("snapshots", snapshots, "the snapshots the backup destination holds")
+    restore_parser = changing("restore", restore, "every member from one snapshot, into a new cluster")
+    restore_parser.add_argument("--snapshot", required=True, help="a snapshot's URL or name (see `snapshots`)")
+    replace_parser = changing("replace-member", replace_member, "a member's data moved aside; it rejoins afresh")
+    replace_parser.add_argument("--member", required=True, help="e.g. etcd-1")
+    changing("refresh-tls", refresh_tls, "each member fetches its key, certificate and CAs again, one at a time")
+    changing("defrag", defrag, "defragment every member from the leader, followers first, the leader last")
     return parser
 
 
@@ -209,8 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, config.ConfigError) as error:
         print(f"etcd-stack {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BadInput as error:
+        print(f"etcd-stack {args.command}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OperationError, ClientError, BotoCoreError) as error:
+        print(f"etcd-stack {args.command}: {error}", file=sys.stderr)
+        return 1
     except sandbox.SandboxError as error:
-        print(f"etcd-stack sandbox {args.action}: {error}", file=sys.stderr)
+        print(f"etcd-stack {' '.join(filter(None, (args.command, getattr(args, 'action', None))))}: {error}",
+              file=sys.stderr)
         return 1
 
 

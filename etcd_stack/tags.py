@@ -9,3 +9,8 @@ def tagged(common: Mapping[str, str], name: str) -> dict[str, str]:
 
 # Says what an instance is for; the policy pack allows a public address only on the bastion.
 ROLE_TAG = "etcd-role"
+
+# What the stack's members carry (config.common_tags and cloud/members.py); ops finds a stack's members by them.
+CLUSTER_TAG = "etcd-cluster"
+STACK_TAG = "pulumi-stack"
+MEMBER_TAG = "etcd-member"

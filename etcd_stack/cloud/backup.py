@@ -79,6 +79,9 @@ class BackupBucket(pulumi.ComponentResource):
                     # Write new snapshots; read them back for a restore (etcd-restore).
                     {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
                      "Resource": f"{arn}/{args.cluster_name}/*"},
+                    # List the cluster's own snapshots, for `etcd-stack snapshots` and `restore` (etcd-snapshots).
+                    {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": arn,
+                     "Condition": {"StringLike": {"s3:prefix": f"{args.cluster_name}/*"}}},
                     {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
                      "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}},
                 )),

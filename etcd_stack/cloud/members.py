@@ -27,10 +27,9 @@ from etcd_stack.cloud.pki import MemberSecrets, ca_bundle_parameter
 from etcd_stack.config import CLUSTER_SIZES, architecture
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
-from etcd_stack.tags import ROLE_TAG, tagged
+from etcd_stack.tags import MEMBER_TAG, ROLE_TAG, tagged
 
 DATA_DEVICE = "/dev/sdf"
-MEMBER_TAG = "etcd-member"
 
 
 @dataclass(frozen=True)

@@ -247,9 +247,11 @@ def systemd_unit(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> 
     )
 
 
-def bootstrap_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings) -> str:
+def bootstrap_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings,
+                     etcd_user: str = "etcd") -> str:
     return render_template(
         "etcd-bootstrap.sh.j2",
+        etcd_user=etcd_user,
         member_name=member.name,
         version=str(cluster.version),
         url_amd64=boot.url("amd64", cluster.version),
@@ -296,6 +298,19 @@ def restore_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths, e
         "etcd-restore.sh.j2", initial_cluster=cluster.initial_cluster(), etcd_user=etcd_user,
         **_member_values(cluster, member, paths),
     )
+
+
+def ctl_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    return render_template("etcd-ctl.sh.j2", **_member_values(cluster, member, paths))
+
+
+def snapshots_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    return render_template("etcd-snapshots.sh.j2", destination=cluster.backup.destination,
+                           **_member_values(cluster, member, paths))
+
+
+def defrag_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    return render_template("etcd-defrag.sh.j2", **_member_values(cluster, member, paths))
 
 
 def join_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
@@ -348,6 +363,9 @@ def day2_scripts(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
         WrittenFile(paths.script("etcd-backup"), backup_script(cluster, member, paths), permissions="0755"),
         WrittenFile(paths.script("etcd-restore"), restore_script(cluster, member, paths, etcd_user),
                     permissions="0755"),
+        WrittenFile(paths.script("etcd-ctl"), ctl_script(cluster, member, paths), permissions="0755"),
+        WrittenFile(paths.script("etcd-snapshots"), snapshots_script(cluster, member, paths), permissions="0755"),
+        WrittenFile(paths.script("etcd-defrag"), defrag_script(cluster, member, paths), permissions="0755"),
     ]
 
 

@@ -1,73 +1,266 @@
-"""Day-2 operations on a sandbox, each through the scripts every member ships, as on AWS:
-backup, restore, replacing a member that lost its data, rolling changes, certificate rotation."""
+"""Day-2 procedures, each written once over a Transport (ops/transport.py): the same code operates a stack
+on AWS through SSM Run Command and a sandbox through local processes. Each refuses to start on an unhealthy
+cluster unless forced, reports per member, and stops at the first failure naming the member and why.
+`roll`, `rotate_certs` and `rotate_ca` stand in, on a sandbox, for what `pulumi up` does on AWS."""
 
 from __future__ import annotations
 
-import shutil
-import signal
+import json
+import re
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from etcd_stack import upgrade
 from etcd_stack.config import StackConfig
+from etcd_stack.ops.transport import BadInput, OperationError, Result, Transport, call, run_script
 from etcd_stack.sandbox import local
 from etcd_stack.sandbox.cluster import (
     Sandbox,
     SandboxError,
     etcd_version,
     link_tools,
-    new_token,
     parse_version,
     real_binary,
 )
+from etcd_stack.sandbox.transport import SandboxTransport
+
+Report = Callable[[str], None]
+# Per call on a member: reading state, a script that restarts etcd, one that moves a whole database.
+QUICK_S, RESTART_S, DATA_S = 60.0, 300.0, 3600.0
+HEALTHY_WITHIN_S = 180.0
 
 
-def backup(sandbox: Sandbox) -> Path:
-    """Runs every member's backup script, as the timers would: the leader's takes the snapshot."""
-    before = {path: path.stat().st_mtime_ns for path in sandbox.backups.glob("*.db")}
-    for member in sandbox.running():
-        sandbox.run_script(member, "etcd-backup")
-    made = [path for path in sandbox.backups.glob("*.db") if before.get(path) != path.stat().st_mtime_ns]
-    if len(made) != 1:
-        raise SandboxError(f"expected one snapshot from the leader, found {len(made)} in {sandbox.backups}")
-    return made[0]
+# --- reading the cluster ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MemberStatus:
+    name: str
+    health: str
+    healthy: bool
+    member_id: int | None = None
+    leader_id: int | None = None
+    raft_term: int | None = None
+    raft_index: int | None = None
+    db_size: int | None = None
+    learner: bool = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self.member_id is not None and self.member_id == self.leader_id
 
 
-def restore(sandbox: Sandbox, snapshot: Path, report: Callable[[str], None]) -> str:
-    """The restore runbook: stop every member, restore each from the same snapshot with a new token, start."""
-    if not snapshot.is_file():
-        raise SandboxError(f"--snapshot: {str(snapshot)!r} is not a file")
-    token = new_token(sandbox.cluster_name)
-    for member in sandbox.members:
-        sandbox.stop(member)
-    report(f"stopped {len(sandbox.members)} members")
-    for member in sandbox.members:
-        sandbox.run_script(member, "etcd-restore", f"file://{snapshot.resolve()}", token)
-        report(f"  {member.name}  restored from {snapshot.name}")
-    sandbox.token = token
-    sandbox.save()
-    for member in sandbox.members:
-        sandbox.start(member)
-    sandbox.wait_healthy(sandbox.members, report=report)
+def _json(result_stdout: str, member: str, what: str):
+    try:
+        return json.loads(result_stdout)
+    except ValueError:
+        raise OperationError(f"{member}: {what} did not answer JSON: {result_stdout.strip()[:200]!r}") from None
+
+
+def member_status(transport: Transport, member: str) -> MemberStatus:
+    """The member as the load balancer sees it, and as it reports itself over TLS (when it answers)."""
+    checked = transport.health(member)
+    verdict = f"{checked.status_code or '-'} {'healthy' if checked.healthy else checked.reason or 'unhealthy'}"
+    if not checked.status_code:
+        return MemberStatus(member, verdict, False)
+    result = transport.run(member, [transport.script(member, "etcd-ctl"), "endpoint", "status", "--write-out",
+                                    "json"], QUICK_S)
+    if result.returncode != 0:
+        return MemberStatus(member, verdict, checked.healthy)
+    (entry,) = _json(result.stdout, member, "etcd-ctl endpoint status")
+    status = entry["Status"]
+    return MemberStatus(member, verdict, checked.healthy, status["header"]["member_id"], status.get("leader"),
+                        status.get("raftTerm"), status.get("raftIndex"), status.get("dbSize"),
+                        bool(status.get("isLearner")))
+
+
+def cluster_status(transport: Transport) -> list[MemberStatus]:
+    return [member_status(transport, member) for member in transport.members()]
+
+
+def require_healthy(transport: Transport, force: bool, members: list[str] | None = None) -> None:
+    """Refuses before anything changes while a member is unhealthy, unless forced."""
+    if force:
+        return
+    for member in members if members is not None else transport.members():
+        checked = transport.health(member)
+        if not checked.healthy:
+            raise OperationError(f"{member} is unhealthy ({checked.status_code or '-'} "
+                                 f"{checked.reason or 'unhealthy'}): nothing was changed; --force goes on anyway")
+
+
+def leader(transport: Transport) -> str:
+    for row in cluster_status(transport):
+        if row.is_leader:
+            return row.name
+    raise OperationError(f"{transport.where}: no member reports itself the leader")
+
+
+def _on_the_leader(transport: Transport, script: str, force: bool) -> tuple[str, Result]:
+    """Once the cluster is found healthy, the leader runs one of its scripts; the script checks again that it
+    leads (leadership may move in between)."""
+    require_healthy(transport, force)
+    head = leader(transport)
+    return head, run_script(transport, head, script, deadline_s=DATA_S)
+
+
+def wait_healthy(transport: Transport, members: list[str], within_s: float = HEALTHY_WITHIN_S,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    deadline = clock() + within_s
+    pending = list(members)
+    while pending:
+        pending = [member for member in pending if not transport.health(member).healthy]
+        if pending and clock() > deadline:
+            raise OperationError(f"{pending[0]} is not healthy after {within_s:g}s")
+        if pending:
+            sleep(1)
+
+
+def status(transport: Transport, report: Report) -> bool:
+    """Members, leader, raft term and index, database size, learners, health as the load balancer sees it,
+    and the cluster's alarms. True when every member is healthy."""
+    rows = cluster_status(transport)
+    report(f"{'member':8} {'health (/health on 2381)':26} {'role':9} {'raft term':>9} {'raft index':>10} "
+           f"{'db size':>10}")
+    for row in rows:
+        role = "-" if row.member_id is None else "learner" if row.learner else "leader" if row.is_leader \
+            else "follower"
+        report(f"{row.name:8} {row.health:26} {role:9} {_shown(row.raft_term):>9} {_shown(row.raft_index):>10} "
+               f"{_shown(row.db_size):>10}")
+    answering = [row.name for row in rows if row.member_id is not None]
+    if answering:
+        alarms = run_script(transport, answering[0], "etcd-ctl", "alarm", "list", deadline_s=QUICK_S).stdout.strip()
+        report(f"alarms: {alarms or 'none'}")
+    return all(row.healthy for row in rows)
+
+
+def _shown(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+# --- backups ------------------------------------------------------------------------------------
+
+SNAPSHOT_LINE = re.compile(r"etcd-backup: snapshot (\S+) \((\d+) bytes\)")
+
+
+def backup(transport: Transport, report: Report, force: bool = False) -> str:
+    """A snapshot now, taken by the leader with the script its timer runs; returns where it went."""
+    head, result = _on_the_leader(transport, "etcd-backup", force)
+    found = SNAPSHOT_LINE.search(result.stderr)
+    if not found:
+        raise OperationError(f"{head}: etcd-backup took no snapshot: {result.stderr.strip()[-300:]}")
+    report(f"  {head}  snapshot {found[1]} ({found[2]} bytes), taken by the leader")
+    return found[1]
+
+
+def snapshots(transport: Transport) -> list[tuple[str, int]]:
+    """What the backup destination holds, oldest first: (URL, bytes), asked of the first member that answers."""
+    failures = []
+    for member in transport.members():
+        result = transport.run(member, [transport.script(member, "etcd-snapshots")], QUICK_S)
+        if result.returncode == 0:
+            return [(url, int(size)) for url, size in (line.split() for line in result.stdout.splitlines() if line)]
+        failures.append(f"{member}: {(result.stderr or result.stdout).strip()[-200:]}")
+    raise OperationError("no member could list the snapshots: " + "; ".join(failures))
+
+
+def find_snapshot(transport: Transport, wanted: str) -> str:
+    """The URL of a snapshot named by its URL, its name or a path ending in its name."""
+    held = snapshots(transport)
+    for url, _ in held:
+        if wanted in (url, url.rsplit("/", 1)[-1], f"file://{wanted}") or Path(wanted).name == url.rsplit("/", 1)[-1]:
+            return url
+    raise BadInput(f"--snapshot: {wanted!r} is not one of the {len(held)} snapshots the backup destination holds "
+                   "(`etcd-stack snapshots` lists them)")
+
+
+def restore(transport: Transport, snapshot: str, report: Report, force: bool = False) -> str:
+    """Every member from the same snapshot into a new cluster of the same members; returns its token.
+    The backup timers are stopped first (no snapshot of a half-restored cluster) and started again last."""
+    url = find_snapshot(transport, snapshot)
+    require_healthy(transport, force)
+    members = transport.members()
+    token = f"restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    for member in members:
+        call(transport, member, ["systemctl", "stop", "etcd-backup.timer"], QUICK_S)
+    report(f"stopped the backup timers of {len(members)} members")
+    for member in members:
+        call(transport, member, ["systemctl", "stop", "etcd.service"], RESTART_S)
+    report(f"stopped etcd on {len(members)} members")
+    for member in members:
+        run_script(transport, member, "etcd-restore", url, token, deadline_s=DATA_S)
+        report(f"  {member}  restored from {url.rsplit('/', 1)[-1]}")
+    for member in members:
+        call(transport, member, ["systemctl", "start", "--no-block", "etcd.service"], QUICK_S)
+    wait_healthy(transport, members)
+    report(f"  {len(members)} members healthy")
+    for member in members:
+        call(transport, member, ["systemctl", "start", "etcd-backup.timer"], QUICK_S)
+    report(f"started the backup timers of {len(members)} members")
     return token
 
 
-def replace_member(sandbox: Sandbox, name: str, report: Callable[[str], None]) -> None:
-    """A member whose data is lost: its process and data go, then its join script brings it back as a
-    learner, it starts against the running cluster and is promoted once it has caught up."""
-    try:
-        member = sandbox.member(name)
-    except StopIteration:
-        raise SandboxError(f"--member: {name!r} is not one of {', '.join(m.name for m in sandbox.members)}") from None
-    sandbox.stop(member, signal.SIGKILL)
-    shutil.rmtree(sandbox.paths(member).data_dir, ignore_errors=True)
-    sandbox.render(member)  # its files as a new instance would get them
-    report(f"{name}: stopped and its data removed")
-    report("  " + sandbox.run_script(member, "etcd-join", "prepare").strip())
-    sandbox.start(member)
-    report("  " + sandbox.run_script(member, "etcd-join", "promote", env={"ETCD_JOIN_PROMOTE_TIMEOUT": "120"}).strip())
-    sandbox.wait_healthy([member], report=report)
+# --- members ------------------------------------------------------------------------------------
 
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def replace_member(transport: Transport, name: str, report: Report, force: bool = False) -> None:
+    """A member whose data is lost or damaged: etcd stops, its data is moved aside, and its join script brings
+    it back as a learner that is promoted once it has caught up. The others keep quorum throughout."""
+    members = transport.members()
+    if name not in members:
+        raise BadInput(f"--member: {name!r} is not one of {', '.join(members)}")
+    require_healthy(transport, force, [member for member in members if member != name])
+    call(transport, name, ["systemctl", "stop", "etcd.service"], RESTART_S)
+    report(f"{name}: etcd stopped")
+    for step in ("reset", "prepare"):
+        said = _last_line(run_script(transport, name, "etcd-join", step, deadline_s=QUICK_S).stderr)
+        if said:
+            report(f"  {said}")
+    call(transport, name, ["systemctl", "start", "--no-block", "etcd.service"], QUICK_S)
+    said = _last_line(run_script(transport, name, "etcd-join", "promote", deadline_s=RESTART_S * 3).stderr)
+    if said:
+        report(f"  {said}")
+    wait_healthy(transport, [name])
+    report(f"  {name}  healthy")
+
+
+def _followers_first(transport: Transport) -> list[str]:
+    rows = cluster_status(transport)
+    return [row.name for row in rows if not row.is_leader] + [row.name for row in rows if row.is_leader]
+
+
+def refresh_tls(transport: Transport, report: Report, force: bool = False) -> None:
+    """Each member fetches its key, certificate and trusted CAs again (etcd-bootstrap refresh-tls, the script
+    members ship) and restarts if they changed: one at a time, followers first, each healthy before the next."""
+    require_healthy(transport, force)
+    for member in _followers_first(transport):
+        result = run_script(transport, member, "etcd-bootstrap", "refresh-tls", deadline_s=RESTART_S)
+        wait_healthy(transport, [member])
+        changed = "restarted" in result.stderr
+        report(f"  {member}  {'new TLS files, restarted' if changed else 'TLS files unchanged'}, healthy")
+
+
+DEFRAGMENTED = re.compile(r"etcd-defrag: (\S+) defragmented: (\d+) -> (\d+) bytes")
+
+
+def defrag(transport: Transport, report: Report, force: bool = False) -> None:
+    """The leader's etcd-defrag: each member in turn, followers first, the leader last, the cluster healthy
+    and caught up between steps."""
+    head, result = _on_the_leader(transport, "etcd-defrag", force)
+    done = DEFRAGMENTED.findall(result.stderr)
+    if not done:
+        raise OperationError(f"{head}: etcd-defrag defragmented nothing: {_last_line(result.stderr)}")
+    for member, before, after in done:
+        report(f"  {member}  {before} -> {after} bytes, healthy and caught up")
+
+
+# --- a sandbox's stand-ins for what `pulumi up` changes on AWS -------------------------------------
 
 def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | None = None,
          binary: Path | None = None) -> None:
@@ -90,38 +283,34 @@ def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | Non
         report(f"  {member.name}  restarted (etcd {sandbox.version}) and healthy")
 
 
-def rotate_certs(sandbox: Sandbox, report: Callable[[str], None]) -> None:
-    """New keys and certificates from the same CA, one member at a time, each back to health before the next."""
+def rotate_certs(sandbox: Sandbox, report: Report) -> None:
+    """New keys and certificates from the same CA into the members' parameters (what `pulumi up` does on AWS),
+    then refresh-tls: each member takes its own, one at a time."""
     ca = local.LocalCa.load(sandbox.directory)
     for member in sandbox.members:
-        local.issue_member(sandbox.directory, member, ca)
-        sandbox.restart(member)
-        report(f"  {member.name}  new certificate, healthy")
+        local.store_member(sandbox.directory, sandbox.cluster_name, member, ca)
+    refresh_tls(SandboxTransport(sandbox), report)
     local.issue_operator(sandbox.directory, ca, sandbox.cluster_name)
     report("  operator  new client certificate")
 
 
-def rotate_ca(sandbox: Sandbox, report: Callable[[str], None]) -> None:
-    """A move to a new CA in three rolling passes: trust both CAs, issue from the new one, drop the old one."""
+def rotate_ca(sandbox: Sandbox, report: Report) -> None:
+    """A move to a new CA in three passes, each the parameters changed and then refresh-tls on every member:
+    trust both CAs, issue from the new one, drop the old one."""
     old = local.LocalCa.load(sandbox.directory)
     new = local.LocalCa.create(sandbox.cluster_name, old.generation + 1)
-    both = new.pem + old.pem
-    local.trust(sandbox.directory, both)
+    transport = SandboxTransport(sandbox)
+    local.trust(sandbox.directory, new.pem + old.pem)
+    local.store_trust(sandbox.directory, sandbox.cluster_name, new.pem + old.pem)
     report(f"trust CA {new.generation} beside CA {old.generation}:")
+    refresh_tls(transport, report)
     for member in sandbox.members:
-        local.trust(sandbox.directory, both, member)
-        sandbox.restart(member)
-        report(f"  {member.name}  trusts both, healthy")
+        local.store_member(sandbox.directory, sandbox.cluster_name, member, new)
     report(f"issue from CA {new.generation}:")
-    for member in sandbox.members:
-        local.issue_member(sandbox.directory, member, new)
-        sandbox.restart(member)
-        report(f"  {member.name}  certificate from CA {new.generation}, healthy")
+    refresh_tls(transport, report)
     local.issue_operator(sandbox.directory, new, sandbox.cluster_name)
     new.save(sandbox.directory)
+    local.store_trust(sandbox.directory, sandbox.cluster_name, new.pem)
     report(f"drop CA {old.generation}:")
-    for member in sandbox.members:
-        local.trust(sandbox.directory, new.pem, member)
-        sandbox.restart(member)
-        report(f"  {member.name}  trusts CA {new.generation} only, healthy")
+    refresh_tls(transport, report)
     local.trust(sandbox.directory, new.pem)

@@ -27,9 +27,24 @@ import requests
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion, StackConfig
 from etcd_stack.member import rendering
-from etcd_stack.member.rendering import CLIENT_PORT, METRICS_PORT, PEER_PORT, BackupSettings, ClusterSettings
+from etcd_stack.member.rendering import (
+    CLIENT_PORT,
+    METRICS_PORT,
+    PEER_PORT,
+    BackupSettings,
+    BootstrapSettings,
+    ClusterSettings,
+)
 from etcd_stack.sandbox.gateway import Gateway, GatewayError, health, local_session
-from etcd_stack.sandbox.local import ClientFiles, client_files, local_members, local_paths, write_pki
+from etcd_stack.sandbox.local import (
+    ClientFiles,
+    client_files,
+    local_members,
+    local_paths,
+    parameter_names,
+    publish_pki,
+    write_pki,
+)
 from etcd_stack.sandbox.processes import listening, recorded_pid, spawn, stop_pid, tail
 
 STATE_FILE = "sandbox.json"
@@ -124,11 +139,18 @@ class Sandbox:
         return self.directory / "backups"
 
     def render(self, member: MemberPlan) -> None:
-        """Writes the member's configuration files and day-2 scripts, as its user_data would on AWS."""
-        settings, paths = self.settings(), self.paths(member)
+        """Writes the member's configuration files, bootstrap and day-2 scripts, as its user_data would on AWS."""
+        settings, paths, user = self.settings(), self.paths(member), getpass.getuser()
+        # Only `etcd-bootstrap refresh-tls` runs here: it reads the parameters the sandbox keeps (standins.py).
+        boot = BootstrapSettings(sha256={}, region="local", volume_id=f"vol-sandbox-{member.name}",
+                                 **parameter_names(self.cluster_name, member.name))
+        bootstrap = rendering.WrittenFile(paths.bootstrap_script,
+                                          rendering.bootstrap_script(settings, member, paths, boot, etcd_user=user),
+                                          permissions="0755")
         for file in [*rendering.configuration_files(settings, member, paths),
-                     *rendering.day2_scripts(settings, member, paths, etcd_user=getpass.getuser())]:
+                     *rendering.day2_scripts(settings, member, paths, etcd_user=user), bootstrap]:
             Path(file.path).write_text(file.content)
+            Path(file.path).chmod(int(file.permissions, 8))
 
     def restart(self, member: MemberPlan) -> None:
         """Stops the member gracefully, starts it again and waits until it is healthy."""
@@ -336,6 +358,7 @@ def create(directory: Path, stack: str, cfg: StackConfig, binary: Path, bootstra
     directory.mkdir(parents=True, exist_ok=True)
     link_tools(binary, directory / "bin")
     write_pki(directory, members, cluster_name=cfg.cluster_name)
+    publish_pki(directory, members, cfg.cluster_name)
     discovery_url = start_discovery(directory, str(binary), cfg.cluster_size) if bootstrap is Bootstrap.DISCOVERY \
         else None
     sandbox = Sandbox(
@@ -420,7 +443,7 @@ def down(directory: Path, purge: bool = False) -> list[str]:
     if purge:
         for member in sandbox.members:
             shutil.rmtree(sandbox.home(member), ignore_errors=True)
-        for name in ("pki", "discovery", "backups", "bin"):
+        for name in ("pki", "discovery", "backups", "bin", "parameters", "standins"):
             shutil.rmtree(sandbox.directory / name, ignore_errors=True)
         for name in (STATE_FILE, "etcdctl.env"):
             (sandbox.directory / name).unlink(missing_ok=True)

@@ -93,14 +93,60 @@ def client_files(base: Path) -> ClientFiles:
     return ClientFiles(base / "pki" / "ca.crt", base / "pki" / "operator.crt", base / "pki" / "operator.key")
 
 
-def issue_member(base: Path, member: MemberPlan, ca: LocalCa, client_endpoint: str = "localhost") -> None:
-    """A new key and certificate for the member, where its Paths expect them."""
-    paths = local_paths(base, member)
+def _member_pems(member: MemberPlan, ca: LocalCa, client_endpoint: str) -> tuple[str, str]:
+    """A new key and a certificate for it: (certificate PEM, key PEM)."""
     key = certificates.new_private_key()
     profile = certificates.member_profile(member.name, member.dns_name, member.ip, client_endpoint)
     cert = certificates.issue(profile, key, ca.key, ca.cert, _not_before())
-    _write(Path(paths.cert_file), certificates.cert_pem(cert))
-    _write(Path(paths.key_file), certificates.key_pem(key), mode=0o600)
+    return certificates.cert_pem(cert), certificates.key_pem(key)
+
+
+def issue_member(base: Path, member: MemberPlan, ca: LocalCa, client_endpoint: str = "localhost") -> None:
+    """A new key and certificate for the member, where its Paths expect them."""
+    paths = local_paths(base, member)
+    cert, key = _member_pems(member, ca, client_endpoint)
+    _write(Path(paths.cert_file), cert)
+    _write(Path(paths.key_file), key, mode=0o600)
+
+
+# --- the parameter store's stand-in: one file per parameter, named as on AWS (cloud/pki.py) ----------
+
+def parameter_names(cluster_name: str, member_name: str) -> dict[str, str]:
+    """The names etcd-bootstrap fetches the member's key, certificate and trusted CAs from."""
+    return {"key_parameter": f"/{cluster_name}/{member_name}/tls/key",
+            "cert_parameter": f"/{cluster_name}/{member_name}/tls/cert",
+            "ca_parameter": ca_parameter(cluster_name)}
+
+
+def ca_parameter(cluster_name: str) -> str:
+    return f"/{cluster_name}/tls/ca-bundle"
+
+
+def parameter_file(base: Path, name: str) -> Path:
+    return base / "parameters" / name.lstrip("/")
+
+
+def publish_pki(base: Path, members: tuple[MemberPlan, ...], cluster_name: str) -> None:
+    """Stores what each member holds as its parameters, as `pulumi up` does: refresh-tls then changes nothing."""
+    for member in members:
+        paths, names = local_paths(base, member), parameter_names(cluster_name, member.name)
+        for parameter, path in (("key_parameter", paths.key_file), ("cert_parameter", paths.cert_file),
+                                ("ca_parameter", paths.ca_file)):
+            _write(parameter_file(base, names[parameter]), Path(path).read_text(), mode=0o600)
+
+
+def store_member(base: Path, cluster_name: str, member: MemberPlan, ca: LocalCa,
+                 client_endpoint: str = "localhost") -> None:
+    """A rotation as `pulumi up` makes it: a new key and certificate in the member's parameters only."""
+    names = parameter_names(cluster_name, member.name)
+    cert, key = _member_pems(member, ca, client_endpoint)
+    _write(parameter_file(base, names["cert_parameter"]), cert, mode=0o600)
+    _write(parameter_file(base, names["key_parameter"]), key, mode=0o600)
+
+
+def store_trust(base: Path, cluster_name: str, pem_bundle: str) -> None:
+    """The CAs every member is to trust, in the cluster's CA bundle parameter."""
+    _write(parameter_file(base, ca_parameter(cluster_name)), pem_bundle, mode=0o600)
 
 
 def issue_operator(base: Path, ca: LocalCa, cluster_name: str = CLUSTER_NAME) -> ClientFiles:

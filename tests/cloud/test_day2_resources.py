@@ -59,7 +59,7 @@ def test_old_snapshots_expire_after_the_retention(stack):
     assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 1}
 
 
-def test_each_member_may_write_only_under_its_cluster_prefix(stack):
+def test_each_member_may_write_read_and_list_only_under_its_cluster_prefix(stack):
     arn = bucket_of(stack).state["arn"]
     for index in range(3):
         role = stack.named(f"etcd-access-{index}", "aws:iam/role:Role")
@@ -72,7 +72,12 @@ def test_each_member_may_write_only_under_its_cluster_prefix(stack):
         assert not fnmatch.fnmatchcase(f"{arn}/etcd-evil/x.db", put["Resource"])
         (metric,) = [s for s in statements if s["Action"] == "cloudwatch:PutMetricData"]
         assert metric["Condition"] == {"StringEquals": {"cloudwatch:namespace": "etcd-aws"}}
-        assert len(statements) == 2
+        (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+        assert listing["Resource"] == arn
+        (allowed,) = listing["Condition"]["StringLike"].values()
+        assert fnmatch.fnmatchcase("etcd/", allowed) and not fnmatch.fnmatchcase("other-cluster/", allowed)
+        assert not fnmatch.fnmatchcase("", allowed) and not fnmatch.fnmatchcase("etcd-evil/", allowed)
+        assert len(statements) == 3
 
 
 def test_members_back_up_to_the_bucket_on_their_timer(stack):

@@ -14,7 +14,8 @@ from tests.conftest import written_file
 UNIT = "/etc/systemd/system/etcd.service"
 UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
          "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer"]
-SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore")]
+SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore",
+                                                   "etcd-ctl", "etcd-snapshots", "etcd-defrag")]
 
 
 def tool(name: str) -> str:
@@ -55,6 +56,9 @@ def systemd_root(tmp_path_factory) -> Path:
     (root / "usr/local/bin").mkdir(parents=True)
     shutil.copy(Path(sys.executable).parent / "etcd", root / "usr/local/bin/etcd")
     (root / "etc/systemd/system").mkdir(parents=True)
+    # The backup service's ExecCondition asks systemctl whether etcd runs.
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(tool("systemctl"), root / "usr/bin/systemctl")
     return root
 
 
@@ -102,7 +106,7 @@ def test_shellcheck_passes_every_bootstrap_script(rendered_members, tmp_path):
             path = tmp_path / f"{name.replace('/', '-')}-{Path(script).name}"
             path.write_text(written_file(user_data, script))
             scripts.append(str(path))
-    assert len(scripts) == len(rendered_members) * 4
+    assert len(scripts) == len(rendered_members) * len(SCRIPTS)
     result = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *scripts], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout
@@ -113,3 +117,16 @@ def test_shellcheck_would_catch_an_unquoted_variable(tmp_path):
     path.write_text("#!/bin/bash\nrm -rf $1/*\n")
     result = subprocess.run([tool("shellcheck"), str(path)], capture_output=True, text=True, check=False)
     assert result.returncode != 0
+
+
+def test_the_backup_service_never_starts_etcd_and_is_skipped_while_etcd_is_stopped(rendered_members):
+    unit = written_file(rendered_members["static-3.6-amd64/etcd-0"], "/etc/systemd/system/etcd-backup.service")
+    lines = unit.splitlines()
+    # Nothing that would pull etcd in (and restart a member an operator stopped for a restore).
+    pulls = ("Wants=", "Requires=", "BindsTo=", "Upholds=", "PartOf=")
+    assert not [line for line in lines if line.startswith(pulls) and "etcd.service" in line]
+    (condition,) = [line.split("=", 1)[1] for line in lines if line.startswith("ExecCondition=")]
+    assert condition == "/usr/bin/systemctl is-active --quiet etcd.service"
+    # systemd skips the service when the condition exits 1-254; etcd runs nowhere on this machine.
+    result = subprocess.run(condition.split(), capture_output=True, text=True, check=False)
+    assert 1 <= result.returncode <= 254

@@ -108,7 +108,8 @@ def test_user_data_writes_four_files_and_runs_the_script():
         "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
         "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer",
         "/usr/local/sbin/etcd-bootstrap", "/usr/local/sbin/etcd-join", "/usr/local/sbin/etcd-backup",
-        "/usr/local/sbin/etcd-restore"]
+        "/usr/local/sbin/etcd-restore", "/usr/local/sbin/etcd-ctl", "/usr/local/sbin/etcd-snapshots",
+        "/usr/local/sbin/etcd-defrag"]
     assert {path for path, f in files.items() if f["permissions"] == "0755"} == {
         path for path in files if path.startswith("/usr/local/sbin/")}
     assert document["runcmd"] == [["/usr/local/sbin/etcd-bootstrap"]]
@@ -124,3 +125,12 @@ def test_compressed_user_data_comes_back_and_repeats():
     assert rendering.decompress(rendering.compress(document)) == document
     assert rendering.compress(document) == rendering.compress(document)
     assert len(base64.b64decode(rendering.compress(document))) < len(document) / 2
+
+
+def test_snapshots_are_staged_on_the_data_volume_never_in_tmp():
+    cluster = settings()
+    for script in (rendering.backup_script(cluster, MEMBERS[0], Paths()),
+                   rendering.restore_script(cluster, MEMBERS[0], Paths())):
+        assert "readonly STAGING_DIR=/var/lib/etcd\n" in script
+        (made,) = [line.strip() for line in script.splitlines() if "mktemp" in line]
+        assert made.startswith('work=$(mktemp -d "$STAGING_DIR/.etcd-')

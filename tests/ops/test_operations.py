@@ -1,5 +1,6 @@
-"""Day-2 operations proven on real etcd in the sandbox, each through the scripts every member ships:
-backup and restore, replacing a member that lost its data, rolling restarts and a rolling upgrade."""
+"""Day-2 operations proven on real etcd in the sandbox, each the procedure AWS runs, through the sandbox's
+transport and the scripts every member ships: backup and restore, replacing a member, refresh-tls with
+rotated keys, defragmentation, rolling restarts and a rolling upgrade."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from etcd_stack.ops import procedures as operations
 from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.cluster import Sandbox, SandboxError
 from etcd_stack.sandbox.gateway import Gateway
+from etcd_stack.sandbox.transport import SandboxTransport
 from etcd_stack.sandbox.workload import Writer
 from tests.sandbox.test_sandbox import (
     ELECTION_MS,
@@ -41,6 +43,19 @@ def member_data(box: Sandbox) -> dict[str, list[str]]:
     return {m.name: sorted(p.name for p in Path(box.paths(m).data_dir).iterdir()) for m in box.members}
 
 
+def quiet(_: str) -> None:
+    pass
+
+
+def take_backup(box: Sandbox) -> Path:
+    return Path(operations.backup(SandboxTransport(box), report=quiet).removeprefix("file://"))
+
+
+def systemctl_log(box: Sandbox, member) -> list[str]:
+    path = box.home(member) / "systemctl.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
 # --- backups and restore ----------------------------------------------------------------------
 
 def test_backup_then_restore_brings_back_exactly_the_keys_written_before(make_sandbox):
@@ -48,24 +63,63 @@ def test_backup_then_restore_brings_back_exactly_the_keys_written_before(make_sa
     written = {f"k/{i:03d}": f"value {i}" for i in range(50)}
     for key, value in written.items():
         write(box, key, value)
-    result = etcd_stack("sandbox", "backup", "--dir", str(box.directory))
+    result = etcd_stack("backup", "--sandbox", str(box.directory))
     assert result.returncode == 0, result.stderr
     (snapshot,) = box.backups.glob("*.db")
-    assert result.stdout.startswith(f"snapshot {snapshot} (")
+    assert result.stdout == f"  {leader(box)}  snapshot file://{snapshot} ({snapshot.stat().st_size} bytes), " \
+                            "taken by the leader\n"
     assert snapshot.name.endswith(f"-{leader(box)}.db")
+    listed = etcd_stack("snapshots", "--sandbox", str(box.directory))
+    assert listed.stdout == f"file://{snapshot}  {snapshot.stat().st_size} bytes\n1 snapshots\n"
     write(box, "k/after-the-backup", "lost with the cluster")
     old_ids = member_ids(box)
 
+    result = etcd_stack("restore", "--sandbox", str(box.directory), "--snapshot", snapshot.name)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("stopped the backup timers of 3 members\nstopped etcd on 3 members\n")
+    assert "restored: 3 members healthy, a new cluster (restore-" in result.stdout
+    assert stored(box, "k/") == written
+    assert set(member_ids(box)) == set(old_ids) and member_ids(box) != old_ids
+    for member in box.members:
+        # The timer stopped before etcd, and started again once the cluster was healthy.
+        assert systemctl_log(box, member) == ["stop etcd-backup.timer", "stop etcd.service",
+                                              "start --no-block etcd.service", "start etcd-backup.timer"]
+        assert (box.home(member) / "etcd-backup.timer.active").exists()
+        kept = [p.name for p in box.home(member).iterdir() if p.name.startswith("data.before-restore-")]
+        assert len(kept) == 1
+
+
+def test_a_destroyed_cluster_is_restored_with_force(make_sandbox):
+    box = make_sandbox()
+    write(box, "k/kept", "in the snapshot")
+    snapshot = take_backup(box)
     # The cluster is destroyed: every member gone, and its data with it.
     for member in box.members:
         box.stop(member, signal.SIGKILL)
         shutil.rmtree(box.paths(member).data_dir)
-
-    result = etcd_stack("sandbox", "restore", "--dir", str(box.directory), "--snapshot", str(snapshot))
+    refused = etcd_stack("restore", "--sandbox", str(box.directory), "--snapshot", str(snapshot))
+    assert refused.returncode == 1
+    assert refused.stderr == ("etcd-stack restore: etcd-0 is unhealthy (- not listening): nothing was changed; "
+                              "--force goes on anyway\n")
+    result = etcd_stack("restore", "--sandbox", str(box.directory), "--snapshot", str(snapshot), "--force")
     assert result.returncode == 0, result.stderr
-    assert "restored: 3 members healthy, a new cluster" in result.stdout
-    assert stored(box, "k/") == written
-    assert set(member_ids(box)) == set(old_ids) and member_ids(box) != old_ids
+    assert stored(box, "k/") == {"k/kept": "in the snapshot"}
+
+
+def test_snapshots_are_staged_on_the_data_volume_never_in_tmp(make_sandbox):
+    box = make_sandbox()
+    write(box, "k/1", "one")
+    # A script that staged in TMPDIR (or /tmp) would fail here.
+    nowhere = {"TMPDIR": str(box.directory / "no-such-directory")}
+    for member in box.members:
+        box.run_script(member, "etcd-backup", env=nowhere)
+    (snapshot,) = box.backups.glob("*.db")
+    for member in box.members:
+        box.stop(member)
+    for member in box.members:
+        box.run_script(member, "etcd-restore", f"file://{snapshot}", "staged-token", env=nowhere)
+        # Nothing staged is left behind on the volume either.
+        assert not [p for p in box.home(member).iterdir() if p.name.startswith((".etcd-backup.", ".etcd-restore."))]
 
 
 def test_only_the_leader_takes_the_snapshot_and_records_it(make_sandbox):
@@ -88,14 +142,14 @@ def test_only_the_leader_takes_the_snapshot_and_records_it(make_sandbox):
 
 def test_restore_refuses_while_the_member_runs(make_sandbox):
     box = make_sandbox()
-    snapshot = operations.backup(box)
+    snapshot = take_backup(box)
     with pytest.raises(SandboxError, match="etcd-0 is running: stop etcd on every member first"):
         box.run_script(box.members[0], "etcd-restore", f"file://{snapshot}", "new-token")
 
 
 def test_a_damaged_snapshot_is_refused_and_the_data_left_alone(make_sandbox):
     box = make_sandbox()
-    snapshot = operations.backup(box)
+    snapshot = take_backup(box)
     damaged = snapshot.with_name("damaged.db")
     damaged.write_bytes(snapshot.read_bytes()[: snapshot.stat().st_size // 2])
     for member in box.members:
@@ -114,7 +168,7 @@ def test_a_member_that_lost_its_data_rejoins_while_writes_go_on(make_sandbox):
     old_ids = member_ids(box)
     with Writer(box) as writer:
         writer.wait_for_writes_after(time.monotonic(), count=20)
-        result = etcd_stack("sandbox", "replace-member", "--dir", str(box.directory), "--member", victim.name)
+        result = etcd_stack("replace-member", "--sandbox", str(box.directory), "--member", victim.name)
         assert result.returncode == 0, result.stderr
         assert "added back as a learner" in result.stdout and "promoted to a voting member" in result.stdout
         writer.wait_for_writes_after(time.monotonic(), count=20)
@@ -138,8 +192,9 @@ def test_a_member_that_lost_its_data_rejoins_while_writes_go_on(make_sandbox):
 
 def test_replace_member_names_an_unknown_member(make_sandbox):
     box = make_sandbox()
-    with pytest.raises(SandboxError, match=r"--member: 'etcd-9' is not one of etcd-0, etcd-1, etcd-2"):
-        operations.replace_member(box, "etcd-9", report=lambda _: None)
+    result = etcd_stack("replace-member", "--sandbox", str(box.directory), "--member", "etcd-9")
+    assert (result.returncode, result.stderr) == (
+        2, "etcd-stack replace-member: --member: 'etcd-9' is not one of etcd-0, etcd-1, etcd-2\n")
 
 
 # --- rolling changes --------------------------------------------------------------------------
@@ -206,6 +261,7 @@ def certificate(path: str):
 def test_certificates_rotate_one_member_at_a_time_under_writes(make_sandbox, rotation, tmp_path):
     box = make_sandbox()
     before = {m.name: certificate(box.paths(m).cert_file).serial_number for m in box.members}
+    keys_before = {m.name: Path(box.paths(m).key_file).read_text() for m in box.members}
     old_client = tmp_path / "old-client"
     shutil.copytree(box.directory / "pki", old_client)
     with Writer(box) as writer:
@@ -219,7 +275,14 @@ def test_certificates_rotate_one_member_at_a_time_under_writes(make_sandbox, rot
     for member in box.members:
         cert = certificate(box.paths(member).cert_file)
         assert cert.serial_number != before[member.name]
+        # New keys, fetched by the script AWS members ship, which restarted etcd through systemctl.
+        assert Path(box.paths(member).key_file).read_text() != keys_before[member.name]
+        restarts = systemctl_log(box, member).count("restart etcd.service")
+        assert restarts == (3 if rotation == "rotate-ca" else 1)
         cert.verify_directly_issued_by(certificate(str(box.directory / "pki" / "issuer.crt")))
+    again = etcd_stack("refresh-tls", "--sandbox", str(box.directory))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("TLS files unchanged, healthy") == 3
 
     gateway = Gateway(str(box.client.ca), str(old_client / "operator.crt"), str(old_client / "operator.key"))
     try:
@@ -246,9 +309,57 @@ def test_backup_and_restore_work_on_etcd_3_4_with_its_etcdctl(tmp_path, monkeypa
         written = {f"k/{i}": str(i) for i in range(10)}
         for key, value in written.items():
             write(box, key, value)
-        snapshot = operations.backup(box)
+        snapshot = take_backup(box)
         write(box, "k/later", "gone after the restore")
-        operations.restore(box, snapshot, report=lambda _: None)
+        operations.restore(SandboxTransport(box), snapshot.name, report=quiet)
         assert stored(box, "k/") == written
     finally:
         sandbox.down(directory)
+
+
+# --- defragmentation --------------------------------------------------------------------------
+
+def database_bytes(box: Sandbox) -> dict[str, int]:
+    return {m.name: (Path(box.paths(m).data_dir) / "member" / "snap" / "db").stat().st_size for m in box.members}
+
+
+def test_defrag_shrinks_every_database_one_member_at_a_time_under_writes(make_sandbox):
+    box = make_sandbox()
+    gateway = box.gateway(timeout=10)
+    try:
+        ip = box.members[0].ip
+        # Space to reclaim: many revisions of large values, then compacted away.
+        for round_ in range(4):
+            for i in range(40):
+                revision = gateway.put(ip, f"bulk/{i:03d}", f"{round_}" * 20_000)
+        gateway.call(ip, "kv/compaction", {"revision": revision, "physical": True})
+    finally:
+        gateway.close()
+    before = database_bytes(box)
+    with Writer(box) as writer:
+        writer.wait_for_writes_after(time.monotonic(), count=20)
+        result = etcd_stack("defrag", "--sandbox", str(box.directory))
+        writer.wait_for_writes_after(time.monotonic(), count=20)
+    assert result.returncode == 0, result.stderr
+    head = leader(box)
+    order = [line.split()[0] for line in result.stdout.splitlines() if "bytes, healthy and caught up" in line]
+    assert sorted(order) == sorted(m.name for m in box.members) and order[-1] == head
+    assert result.stdout.endswith("defragmented 3 members, the leader last\n")
+    after = database_bytes(box)
+    assert all(after[name] < before[name] for name in before), (before, after)
+    assert max(writer.retries.values(), default=0) <= 1, writer.retries
+    assert set(writer.acknowledged) <= set(stored(box))
+
+
+def test_defrag_refuses_while_a_member_is_down_and_runs_only_on_the_leader(make_sandbox):
+    box = make_sandbox()
+    head = leader(box)
+    follower = next(m for m in box.members if m.name != head)
+    said = box.run_script(follower, "etcd-defrag")
+    assert f"etcd-defrag: {follower.name} is not the leader: {head} defragments the cluster" in said
+    box.stop(follower)
+    result = etcd_stack("defrag", "--sandbox", str(box.directory))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"etcd-stack defrag: {follower.name} is unhealthy (- not listening)")
+    with pytest.raises(SandboxError, match=f"etcd-defrag on {head} failed: .*"):
+        box.run_script(box.member(head), "etcd-defrag")
