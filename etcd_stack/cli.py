@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from etcd_stack import config
 from etcd_stack.member import rendering
 from etcd_stack.ops import procedures as operations
+from etcd_stack.ops import rolling
 from etcd_stack.ops.ssm import SsmTransport
 from etcd_stack.ops.transport import BadInput, OperationError, Transport
 from etcd_stack.preview import offline
@@ -179,7 +180,7 @@ def defrag(args: argparse.Namespace) -> int:
 def sandbox_roll(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
     cfg = config.load(read_stack_file(args.project_dir, args.stack), args.stack) if args.stack else None
-    operations.roll(box, report=print, cfg=cfg, binary=args.etcd_bin)
+    rolling.roll(box, report=print, cfg=cfg, binary=args.etcd_bin)
     print(f"rolled {len(box.members)} members, one at a time")
     return 0
 

@@ -1,64 +1,85 @@
-"""A cluster view read through a transport: each member's own etcd status, health and alarms, as the gates
-and the rolling procedures judge them, from AWS through SSM or from the sandbox's processes alike."""
+"""A cluster view read through a transport, as the gates and the rolling procedures judge it: etcd's own
+membership, and each member's status, health and alarms, from AWS through SSM or from the sandbox alike."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from etcd_stack.ops.gate import ClusterView, MemberState
-from etcd_stack.ops.transport import Transport, call
-
-# One etcdctl call on a member; SSM adds its own start-up to this.
-PROBE_DEADLINE_S = 60.0
+from etcd_stack.ops.procedures import QUICK_S, member_status
+from etcd_stack.ops.ssm import SsmTransport
+from etcd_stack.ops.transport import OperationError, Transport, call
 
 
 class TransportProbe:
-    def __init__(self, transport: Transport, deadline_s: float = PROBE_DEADLINE_S):
-        self.transport, self.deadline_s = transport, deadline_s
-        self._ids: dict[str, int] = {}
+    """`connect` is called for every view: on AWS a replaced member is a new instance, found again by its tags."""
+
+    def __init__(self, connect: Callable[[], Transport]):
+        self.connect = connect
 
     def view(self) -> ClusterView:
-        return ClusterView(tuple(self._member(name) for name in self.transport.members()))
+        transport = self.connect()
+        names = transport.members()
+        membership = self._membership(transport, names)
+        if membership is None:
+            return ClusterView(tuple(MemberState(name, reachable=False, detail="no member answers") for name in names))
+        # In the members' own order; etcd lists them by id.
+        ordered = sorted(name for name, _ in membership)
+        ordered.sort(key=lambda name: names.index(name) if name in names else len(names))
+        return ClusterView(tuple(self._state(transport, name, names) for name in ordered))
 
     def move_leader(self, to: str) -> None:
-        view = self.view()
-        leaders = view.leaders
-        if not leaders or to not in self._ids:
-            raise RuntimeError(f"cannot move leadership to {to}: {view.describe()}")
-        self._ctl(leaders[0].name, "move-leader", format(self._ids[to], "x"))
+        transport = self.connect()
+        view, ids = self.view(), self._ids(transport)
+        if len(view.leaders) != 1 or to not in ids:
+            raise OperationError(f"cannot move leadership to {to}: {view.describe()}")
+        self._ctl(transport, view.leaders[0].name, "move-leader", format(ids[to], "x"))
 
-    def _member(self, name: str) -> MemberState:
-        instance = getattr(self.transport, "instance", lambda _: None)(name)
+    def remove_member(self, name: str) -> None:
+        transport = self.connect()
+        ids = self._ids(transport)
+        if name not in ids:
+            return
+        others = [m.name for m in self.view().members if m.reachable and m.name != name]
+        if not others:
+            raise OperationError(f"cannot remove {name}: no other member answers")
+        self._ctl(transport, others[0], "member", "remove", format(ids[name], "x"))
+
+    def _ids(self, transport: Transport) -> dict[str, int]:
+        return dict(self._membership(transport, transport.members()) or [])
+
+    def _membership(self, transport: Transport, names: list[str]) -> list[tuple[str, int]] | None:
+        """etcd's members as (name, id), from the first member that answers; an unstarted one is named by its id."""
+        for asked in names:
+            try:
+                answer = json.loads(self._ctl(transport, asked, "member", "list", "--write-out", "json").stdout)
+            except (OperationError, ValueError):
+                continue
+            return [(m.get("name") or f"unstarted {int(m['ID']):x}", int(m["ID"])) for m in answer.get("members", [])]
+        return None
+
+    def _state(self, transport: Transport, name: str, reachable: list[str]) -> MemberState:
+        if name not in reachable:
+            return MemberState(name, reachable=False, detail="no machine answers for it")
+        instance = transport.instance(name)
         try:
-            (answer,) = json.loads(self._ctl(name, "endpoint", "status", "--write-out", "json").stdout)
-            health = self.transport.health(name)
-        except Exception as error:  # whatever stops an answer (SSM, TLS, a stopped etcd), the member is unreachable
-            return MemberState(name=name, reachable=False, instance=instance, detail=str(error).splitlines()[0][:200])
-        return self._state(name, answer["Status"], health.healthy, instance)
+            status = member_status(transport, name)
+        except Exception as error:  # whatever stops an answer (SSM, TLS, a stopped etcd), the member is silent
+            return MemberState(name, reachable=False, instance=instance, detail=str(error).splitlines()[0][:200])
+        if status.member_id is None:
+            return MemberState(name, reachable=False, instance=instance, detail=status.health)
+        return MemberState(name=name, reachable=True, healthy=status.healthy, is_leader=status.is_leader,
+                           is_learner=status.learner, raft_index=status.raft_index or 0,
+                           raft_term=status.raft_term or 0, alarms=status.alarms, version=status.version,
+                           instance=instance)
 
-    def _state(self, name: str, status: Mapping[str, Any], healthy: bool, instance: str | None) -> MemberState:
-        member_id = int(status["header"]["member_id"])
-        self._ids[name] = member_id
-        return MemberState(
-            name=name, reachable=True, healthy=healthy,
-            is_leader=int(status.get("leader", 0)) == member_id,
-            is_learner=bool(status.get("isLearner", False)),
-            raft_index=int(status.get("raftIndex", 0)),
-            raft_term=int(status.get("raftTerm", 0)),
-            alarms=tuple(str(error) for error in status.get("errors") or ()),
-            version=status.get("version"),
-            instance=instance,
-        )
-
-    def _ctl(self, member: str, *args: str) -> subprocess.CompletedProcess:
-        return call(self.transport, member, [self.transport.script(member, "etcd-ctl"), *args], self.deadline_s)
+    @staticmethod
+    def _ctl(transport: Transport, member: str, *args: str):
+        return call(transport, member, [transport.script(member, "etcd-ctl"), *args], QUICK_S)
 
 
 def stack_probe(props: Mapping[str, Any]) -> TransportProbe:
     """The probe a gate uses inside `pulumi up`: the stack's members through SSM, from the deployer's machine."""
-    from etcd_stack.ops.ssm import SsmTransport
-
-    return TransportProbe(SsmTransport.connect(props["stack"], props["cluster"], props["region"]))
+    return TransportProbe(lambda: SsmTransport.connect(props["stack"], props["cluster"], props["region"]))

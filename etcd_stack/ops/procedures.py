@@ -13,17 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from etcd_stack import upgrade
-from etcd_stack.config import StackConfig
 from etcd_stack.ops.transport import BadInput, OperationError, Result, Transport, call, run_script
 from etcd_stack.sandbox import local
 from etcd_stack.sandbox.cluster import (
     Sandbox,
-    SandboxError,
-    etcd_version,
-    link_tools,
-    parse_version,
-    real_binary,
 )
 from etcd_stack.sandbox.transport import SandboxTransport
 
@@ -46,6 +39,9 @@ class MemberStatus:
     raft_index: int | None = None
     db_size: int | None = None
     learner: bool = False
+    version: str | None = None
+    # The alarms and errors the member reports about itself (NOSPACE, CORRUPT).
+    alarms: tuple[str, ...] = ()
 
     @property
     def is_leader(self) -> bool:
@@ -73,7 +69,8 @@ def member_status(transport: Transport, member: str) -> MemberStatus:
     status = entry["Status"]
     return MemberStatus(member, verdict, checked.healthy, status["header"]["member_id"], status.get("leader"),
                         status.get("raftTerm"), status.get("raftIndex"), status.get("dbSize"),
-                        bool(status.get("isLearner")))
+                        bool(status.get("isLearner")), status.get("version"),
+                        tuple(str(error) for error in status.get("errors") or ()))
 
 
 def cluster_status(transport: Transport) -> list[MemberStatus]:
@@ -261,27 +258,6 @@ def defrag(transport: Transport, report: Report, force: bool = False) -> None:
 
 
 # --- a sandbox's stand-ins for what `pulumi up` changes on AWS -------------------------------------
-
-def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | None = None,
-         binary: Path | None = None) -> None:
-    """One member at a time: render its new configuration (and binary), restart it, and go on only once
-    it is healthy again."""
-    if binary is not None:
-        binary = real_binary(binary)
-        target = etcd_version(binary)
-        reason = upgrade.refusal(parse_version(sandbox.version), target)
-        if reason:
-            raise SandboxError(f"--etcd-bin: {reason}")
-        sandbox.binary, sandbox.version = str(binary), str(target)
-        link_tools(binary, sandbox.directory / "bin")
-    if cfg is not None:
-        sandbox.heartbeat_ms, sandbox.election_ms = cfg.heartbeat_ms, cfg.election_ms
-    sandbox.save()
-    for member in sandbox.members:
-        sandbox.render(member)
-        sandbox.restart(member)
-        report(f"  {member.name}  restarted (etcd {sandbox.version}) and healthy")
-
 
 def rotate_certs(sandbox: Sandbox, report: Report) -> None:
     """New keys and certificates from the same CA into the members' parameters (what `pulumi up` does on AWS),

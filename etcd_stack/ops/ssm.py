@@ -100,6 +100,10 @@ class SsmTransport:
         self._instance(member)
         return Paths().script(name)
 
+    def instance(self, member: str) -> str | None:
+        found = self._instances.get(member)
+        return found.instance_id if found else None
+
     def run(self, member: str, command: Sequence[str], deadline_s: float) -> subprocess.CompletedProcess:
         """Sends the command and polls its invocation until a final status; raises with the member's stderr on
         Failed, TimedOut or Cancelled, and when the deadline passes first (the command is then cancelled)."""

@@ -40,6 +40,11 @@ class Transport(Protocol):
     def health(self, member: str) -> MemberHealth:
         ...
 
+    def instance(self, member: str) -> str | None:
+        """Which machine answers for the member now (an instance id on AWS, a process in the sandbox): a gate
+        takes no answer from the one a change replaced."""
+        ...
+
 
 class OperationError(Exception):
     """A procedure stopped: the message names the member and carries its own error."""

@@ -50,5 +50,9 @@ class SandboxTransport:
                                                f"{stderr}no answer within {deadline_s:g}s\n")
         return subprocess.CompletedProcess(list(command), process.returncode, stdout, stderr)
 
+    def instance(self, member: str) -> str | None:
+        pid = self.box.pid(self._member(member))
+        return None if pid is None else f"pid {pid}"
+
     def health(self, member: str) -> Health:
         return health(self._member(member).ip, timeout=2)

@@ -15,6 +15,7 @@ import requests
 
 from etcd_stack.config import Bootstrap
 from etcd_stack.ops import procedures as operations
+from etcd_stack.ops import rolling
 from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.cluster import Sandbox, SandboxError
 from etcd_stack.sandbox.gateway import Gateway
@@ -205,7 +206,7 @@ def test_a_rolling_restart_with_new_settings_keeps_writes_flowing(make_sandbox):
     faster = type(faster)(**{**faster.__dict__, "heartbeat_ms": 50, "election_ms": 600})
     with Writer(box) as writer:
         writer.wait_for_writes_after(time.monotonic(), count=20)
-        operations.roll(box, report=lambda _: None, cfg=faster)
+        rolling.roll(box, report=lambda _: None, cfg=faster)
         writer.wait_for_writes_after(time.monotonic(), count=20)
     assert writer.longest_pause() < LONGEST_PAUSE_S
     assert set(writer.acknowledged) <= set(stored(box))
@@ -225,7 +226,7 @@ def test_a_rolling_upgrade_from_3_4_to_3_5_keeps_every_write(tmp_path, monkeypat
         assert {gateway.status(m.ip)["version"] for m in box.members} == {old}
         with Writer(box) as writer:
             writer.wait_for_writes_after(time.monotonic(), count=20)
-            operations.roll(box, report=lambda _: None, binary=ETCD_3_5)
+            rolling.roll(box, report=lambda _: None, binary=ETCD_3_5)
             writer.wait_for_writes_after(time.monotonic(), count=20)
         assert {gateway.status(m.ip)["version"] for m in box.members} == {"3.5.1"}
         gateway.close()
@@ -244,7 +245,7 @@ def test_a_version_skip_is_refused_before_any_member_is_touched(make_sandbox, tm
     pids = [box.pid(m) for m in box.members]
     refused = r"--etcd-bin: 3\.5\.1 to 3\.7\.0 skips a minor version; upgrade to 3\.6 first"
     with pytest.raises(SandboxError, match=refused):
-        operations.roll(box, report=lambda _: None, binary=fake)
+        rolling.roll(box, report=lambda _: None, binary=fake)
     assert [box.pid(m) for m in box.members] == pids
     assert Sandbox.load(box.directory).version == "3.5.1"
 
