@@ -74,7 +74,7 @@ if cfg.bootstrap is config.Bootstrap.DISCOVERY:
     ).url
 
 # Tells a running cluster from a new one (only a running one is rolled through gates), and refuses at
-# preview what a running cluster cannot take: a new size, a smaller volume.
+# preview what a running cluster cannot take: a smaller volume.
 record = ClusterRecord(f"{name}-version", cfg.version, cfg.cluster_size, cfg.data_volume_size)
 
 etcd = EtcdMembers(

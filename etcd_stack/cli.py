@@ -185,6 +185,13 @@ def sandbox_roll(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_resize(args: argparse.Namespace) -> int:
+    box = sandbox.Sandbox.load(args.dir.resolve())
+    rolling.resize(box, args.size, report=print)
+    print(f"{len(box.members)} members, each healthy and caught up")
+    return 0
+
+
 def sandbox_rotate_certs(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
     operations.rotate_certs(box, report=print)
@@ -232,10 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     action("status", sandbox_status, "members, leader, raft term and health")
     down_parser = action("down", sandbox_down, "stop every process `up` started")
     down_parser.add_argument("--purge", action="store_true", help="also remove data, certificates and logs")
-    roll_parser = action("roll", sandbox_roll, "restart members one at a time with new settings or etcd")
+    roll_parser = action("roll", sandbox_roll, "replace members one at a time, through the gates, with new settings "
+                                               "or etcd")
     roll_parser.add_argument("--stack", help="re-read Pulumi.<stack>.yaml (heartbeatMs, electionMs)")
     roll_parser.add_argument("--etcd-bin", type=Path, help="upgrade: the etcd binary to roll onto")
     roll_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
+    resize_parser = action("resize", sandbox_resize, "grow or shrink the cluster one member at a time")
+    resize_parser.add_argument("--size", required=True, type=int, help="the new number of members: 1, 3, 5 or 7")
     action("rotate-certs", sandbox_rotate_certs, "re-issue every certificate from the same CA, one member at a time")
     action("rotate-ca", sandbox_rotate_ca, "move to a new CA: trust both, issue from the new one, drop the old")
 

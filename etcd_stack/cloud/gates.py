@@ -1,7 +1,8 @@
 """What `pulumi up` checks around the members: a record of the cluster, and a gate before and after each member.
 
 The record (in the stack's state) tells a running cluster from a new one, so the first deployment runs no
-checks and is not serialised; it refuses at preview what cannot be done to a running cluster. The gates' checks
+checks and is not serialised; it refuses at preview what cannot be done to a running cluster (a smaller
+volume). A new size is the gates' work: members join or retire one at a time. The gates' checks
 themselves (etcd_stack/ops/gate.py) come in as a provider: the components only place them.
 """
 
@@ -22,11 +23,6 @@ RECORDED = ("version", "size", "dataVolumeSize")
 class ClusterRecordProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
-        if olds.get("size") is not None and int(olds["size"]) != int(news["size"]):
-            failures.append(CheckFailure("size", (
-                f"etcd:clusterSize: {olds['size']} to {news['size']} on a running cluster is not supported: "
-                "new members would bootstrap as a new cluster; keep the size, or build a new stack and restore "
-                "a snapshot into it (docs/OPERATIONS.md)")))
         if olds.get("dataVolumeSize") is not None and int(news["dataVolumeSize"]) < int(olds["dataVolumeSize"]):
             failures.append(CheckFailure("dataVolumeSize", (
                 f"etcd:dataVolumeSize: {news['dataVolumeSize']} is smaller than the {olds['dataVolumeSize']} GiB the "

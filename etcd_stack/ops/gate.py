@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from etcd_stack.ops.transport import OperationError
+
 
 @dataclass(frozen=True)
 class MemberState:
@@ -75,7 +77,7 @@ class GatePolicy:
     interval_s: float = 5.0
 
 
-class GateFailed(Exception):
+class GateFailed(OperationError):
     """A gate refused to go on; the message says which member and what was seen."""
 
 

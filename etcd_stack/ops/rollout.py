@@ -55,17 +55,17 @@ class MemberGateProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        # A new gate comes with a new member. In a new cluster there is nothing to check (and no quorum to wait
-        # for); a cluster that has a leader is running, and a member joining it is checked like any change.
+        # A new gate comes with a new member (or a new retirement). In a new cluster there is nothing to check
+        # (and no quorum to wait for); a cluster with a leader is running, and its change is checked like any.
         if props.get("bootstrapped"):
             probe = self.probe_for(props)
             if probe.view().leaders:
-                self._run(props, probe, joining=True)
+                self._run(props, probe)
         return CreateResult(id_=f"{props['member']}-{props['phase']}", outs={**props, "ran": props["version"]})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if any(olds.get(key) != news.get(key) for key in TRIGGERS):
-            self._run(news, self.probe_for(news), joining=False)
+            self._run(news, self.probe_for(news))
         return UpdateResult(outs={**news, "ran": news["version"]})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -74,11 +74,17 @@ class MemberGateProvider(ResourceProvider):
         ran = state.version if state is not None and state.reachable and state.version else props.get("ran")
         return ReadResult(id_=id_, outs={**props, "ran": ran})
 
-    def _run(self, props: Mapping[str, Any], probe: Probe, joining: bool) -> None:
+    def _run(self, props: Mapping[str, Any], probe: Probe) -> None:
         gate = Gate(probe, self.policy, self.clock)
-        member, members = props["member"], list(props["members"])
+        member, planned = props["member"], list(props["members"])
+        if props["phase"] == RETIRE:
+            gate.retire(member, planned)
+            return
+        # The planned members etcd already has must be sound; one a grown cluster adds later is not there yet.
+        view = probe.view()
+        present = [name for name in planned if view.get(name) is not None]
         if props["phase"] == BEFORE:
-            # A joining member is not in the cluster yet: the others must be sound before it is added.
-            gate.before(member, [name for name in members if name != member] if joining else members)
+            gate.before(member, present)
         else:
-            gate.after(member, members, instance=props.get("instance"))
+            gate.after(member, [*present, member] if member not in present else present,
+                       instance=props.get("instance"))

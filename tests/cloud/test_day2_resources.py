@@ -237,11 +237,8 @@ def test_a_rotation_stage_needs_a_new_generation(raw_config):
         config.load(raw_config(caRotation="trust-new"), "test")
 
 
-def test_the_record_refuses_a_new_cluster_size_on_a_running_cluster():
+def test_the_record_lets_a_running_cluster_change_size():
     provider = ClusterRecordProvider()
-    old = {"version": "3.6.14", "size": 3, "dataVolumeSize": 20}
-    (failure,) = provider.check(old, {**old, "size": 5}).failures
-    assert failure.property == "size"
-    assert failure.reason.startswith("etcd:clusterSize: 3 to 5 on a running cluster is not supported")
-    assert provider.check({}, {**old, "size": 5}).failures == []
-    assert provider.diff("id", old, {**old, "size": 5}).changes
+    old = {"version": "3.6.14", "size": 3, "dataVolumeSize": 20, "bootstrapped": True}
+    assert provider.check(old, {**old, "size": 5}).failures == []
+    assert provider.diff("cluster", old, {**old, "size": 5}).changes

@@ -156,3 +156,21 @@ def test_a_new_cluster_waits_for_no_retirement(new_cluster):
     for resource in new_cluster:
         if resource.name.endswith(("-retire", "-before")):
             assert not any(name.endswith(("-retire", "-after")) for _, name in resource.depends_on), resource.name
+
+
+def member_resources(resources, index: int) -> set[tuple[str, str]]:
+    return {(r.type, r.name) for r in resources if member_index(r.name) == index and not r.name.endswith("-retire")}
+
+
+def test_a_bigger_cluster_adds_whole_members_and_retires_only_beyond_its_size(new_cluster):
+    five = run(RunningCluster, clusterSize=5)
+    for index in (3, 4):
+        assert member_resources(new_cluster, index) == set()
+        types = {typ for typ, _ in member_resources(five, index)}
+        assert {INSTANCE, "aws:ec2/networkInterface:NetworkInterface", "aws:ebs/volume:Volume",
+                "aws:ec2/volumeAttachment:VolumeAttachment", DYNAMIC} <= types
+    assert sorted(r.inputs["member"] for r in five if r.name.endswith("-retire")) == ["etcd-5", "etcd-6"]
+    # the new members join after the members there are, one at a time
+    assert (DYNAMIC, "etcd-etcd-2-after") in named(five, "etcd-etcd-3-before", DYNAMIC).depends_on
+    assert (DYNAMIC, "etcd-etcd-3-after") in named(five, "etcd-etcd-4-before", DYNAMIC).depends_on
+    assert all(r.inputs["members"] == [f"etcd-{i}" for i in range(5)] for r in five if "phase" in r.inputs)

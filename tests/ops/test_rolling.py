@@ -12,10 +12,11 @@ import pytest
 from etcd_stack.ops import rolling
 from etcd_stack.ops.gate import Gate, GateFailed, GatePolicy
 from etcd_stack.ops.probes import TransportProbe
+from etcd_stack.ops.transport import BadInput
 from etcd_stack.sandbox.transport import SandboxTransport
 from etcd_stack.sandbox.workload import Writer
 from tests.ops.test_operations import LONGEST_PAUSE_S
-from tests.sandbox.test_sandbox import leader, make_sandbox, stack_config, stored
+from tests.sandbox.test_sandbox import etcd_stack, leader, make_sandbox, stack_config, stored
 
 __all__ = ["make_sandbox"]
 QUICK = GatePolicy(consecutive=3, max_lag=50, deadline_s=20.0, settle_s=10.0, interval_s=0.5)
@@ -87,3 +88,35 @@ def test_a_member_that_cannot_come_back_stops_the_roll_and_the_rest_stay_untouch
     assert "gave up waiting for etcd-0 to be back and caught up after 20s" in str(failure.value)
     assert "etcd-0 does not answer" in str(failure.value)
     assert [box.pid(m) for m in box.members[1:]] == [pids["etcd-1"], pids["etcd-2"]]
+
+
+def test_growing_to_five_and_shrinking_to_three_under_writes_keeps_quorum_and_every_write(make_sandbox):
+    box = make_sandbox()
+    lines: list[str] = []
+    with Writer(box) as writer:
+        writer.wait_for_writes_after(time.monotonic(), count=20)
+        rolling.resize(box, 5, report=lines.append)
+        grown = probe_of(box).view()
+        writer.wait_for_writes_after(time.monotonic(), count=20)
+        rolling.resize(box, 3, report=lines.append)
+        writer.wait_for_writes_after(time.monotonic(), count=20)
+    assert [m.name for m in grown.members] == [f"etcd-{i}" for i in range(5)]
+    assert all(m.reachable and m.healthy and not m.is_learner for m in grown.members)
+    assert "  etcd-3  joined and promoted" in lines and "  etcd-4  joined and promoted" in lines
+    assert lines.index("  etcd-4  removed") < lines.index("  etcd-3  removed")
+    shrunk = probe_of(box).view()
+    assert [m.name for m in shrunk.members] == ["etcd-0", "etcd-1", "etcd-2"]
+    assert all(m.reachable and m.healthy for m in shrunk.members)
+    assert writer.longest_pause() < LONGEST_PAUSE_S
+    assert set(writer.acknowledged) <= set(stored(box))
+    assert [m.name for m in type(box).load(box.directory).members] == ["etcd-0", "etcd-1", "etcd-2"]
+
+
+def test_a_size_etcd_does_not_support_is_refused_before_anything_changes(make_sandbox):
+    box = make_sandbox()
+    pids = [box.pid(m) for m in box.members]
+    with pytest.raises(BadInput, match=r"^--size: 4 is not one of 1, 3, 5, 7$"):
+        rolling.resize(box, 4, report=lambda _: None)
+    result = etcd_stack("sandbox", "resize", "--dir", str(box.directory), "--size", "6")
+    assert (result.returncode, result.stderr) == (2, "etcd-stack sandbox: --size: 6 is not one of 1, 3, 5, 7\n")
+    assert [box.pid(m) for m in box.members] == pids

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from etcd_stack.ops.gate import ClusterView, GateFailed, GatePolicy
-from etcd_stack.ops.rollout import AFTER, BEFORE, MemberGateProvider
+from etcd_stack.ops.rollout import AFTER, BEFORE, RETIRE, MemberGateProvider
 from tests.ops.test_gate import NAMES, FakeClock, ScriptedProbe, member, view
 
 QUICK = GatePolicy(consecutive=2, interval_s=5, deadline_s=60, settle_s=60)
@@ -38,16 +38,27 @@ def test_the_first_deployment_checks_nothing():
 def test_a_member_joining_a_running_cluster_is_checked():
     probes = Probes(view())
     MemberGateProvider(probes, QUICK, FakeClock()).create(props(AFTER))
-    assert probes.probe.calls == 1 + 2
+    assert probes.probe.calls == 1 + 1 + 2  # running?, which planned members exist, two checks in a row
 
 
 def test_a_joining_member_needs_only_the_others_sound_before_it_is_added():
     three = ClusterView(tuple(member(name) for name in NAMES))
     probes = Probes(three)
     provider = MemberGateProvider(probes, QUICK, FakeClock())
-    provider.create(props(BEFORE, member="etcd-3", members=[*NAMES, "etcd-3"]))
+    provider.create(props(BEFORE, member="etcd-3", members=[*NAMES, "etcd-3", "etcd-4"]))
     with pytest.raises(GateFailed, match="etcd-3 is not a member"):
-        provider.create(props(AFTER, member="etcd-3", members=[*NAMES, "etcd-3"]))
+        provider.create(props(AFTER, member="etcd-3", members=[*NAMES, "etcd-3", "etcd-4"]))
+
+
+def test_a_retirement_removes_the_member_from_a_running_cluster_only():
+    five = ClusterView(tuple(member(name) for name in (*NAMES, "etcd-3", "etcd-4")))
+    gone = ClusterView(tuple(member(name) for name in (*NAMES, "etcd-3")))
+    probes = Probes(five, five, five, five, five, gone)
+    provider = MemberGateProvider(probes, QUICK, FakeClock())
+    provider.create(props(RETIRE, member="etcd-4", members=list(NAMES), bootstrapped=False))
+    assert probes.probe.removed == []
+    provider.create(props(RETIRE, member="etcd-4", members=[*NAMES, "etcd-3"]))
+    assert probes.probe.removed == ["etcd-4"]
 
 
 def test_a_cluster_still_bootstrapping_is_not_waited_for():
@@ -60,9 +71,8 @@ def test_a_cluster_still_bootstrapping_is_not_waited_for():
 
 
 def test_a_new_revision_runs_the_before_gate_and_moves_leadership():
-    probes = Probes(view(member("etcd-0", is_leader=False), member("etcd-1", is_leader=True)),
-                    view(member("etcd-0", is_leader=False), member("etcd-1", is_leader=True)),
-                    view())
+    leading = view(member("etcd-0", is_leader=False), member("etcd-1", is_leader=True))
+    probes = Probes(leading, leading, leading, view())
     provider = MemberGateProvider(probes, QUICK, FakeClock())
     old = props(BEFORE)
     provider.update("etcd-1-before", old, {**old, "revision": "r2"})
