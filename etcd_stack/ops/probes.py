@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from etcd_stack.ops.gate import ClusterView, MemberState
@@ -28,7 +29,10 @@ class TransportProbe:
         # In the members' own order; etcd lists them by id.
         ordered = sorted(name for name, _ in membership)
         ordered.sort(key=lambda name: names.index(name) if name in names else len(names))
-        return ClusterView(tuple(self._state(transport, name, names) for name in ordered))
+        # Members are asked at once: through SSM each answer is a round trip of seconds.
+        with ThreadPoolExecutor(max_workers=len(ordered) or 1) as pool:
+            states = pool.map(lambda name: self._state(transport, name, names), ordered)
+            return ClusterView(tuple(states))
 
     def move_leader(self, to: str) -> None:
         transport = self.connect()
