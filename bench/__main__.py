@@ -7,7 +7,7 @@ import datetime
 import sys
 import time
 
-from bench import bootstrap, critical_path, failover, program, throughput
+from bench import bootstrap, critical_path, failover, program, rolling, throughput
 from bench.common import Figure, machine
 from etcd_stack.preview.offline import PROJECT_DIR
 from etcd_stack.sandbox import cluster as sandbox
@@ -27,7 +27,7 @@ def main() -> int:
     started = time.monotonic()
     figures: list[Figure] = []
     for name, module in (("program", program), ("bootstrap", bootstrap), ("failover", failover),
-                         ("throughput", throughput)):
+                         ("throughput", throughput), ("rolling", rolling)):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         figures += module.run()
     deploy, findings = critical_path.run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from bench import critical_path
+from bench import critical_path, rolling
 from bench.__main__ import table
 from bench.common import Figure
 
@@ -46,3 +46,16 @@ def test_on_the_dev_stack_no_instance_waits_for_the_load_balancer_or_nat():
     figures, findings = critical_path.run()
     assert findings[-1] == "instances waiting for the load balancer or a NAT gateway: none"
     assert figures[0].value >= figures[0].baseline  # a path is never shorter than its slowest step
+
+
+def test_every_rolling_step_names_its_source_and_the_model_adds_them_up():
+    entries = json.loads(rolling.STEPS_FILE.read_text())
+    assert {entry["step"] for entry in entries} >= {*rolling.REPLACEMENT, "ssm-round-trip"}
+    for entry in entries:
+        assert entry["source"] and entry["quote"] and entry["basis"] in {"measured", "typical"}, entry["step"]
+    times = {step: 10.0 for step in rolling.REPLACEMENT} | {"ssm-round-trip": 2.0}
+    policy = rolling.GatePolicy(consecutive=3, interval_s=5.0)
+    assert rolling.gate_seconds(policy, times) == 3 * 3 * 2.0 + 2 * 5.0
+    gated, bare = rolling.modelled_roll(3, policy, times)
+    assert bare == 3 * 10.0 * len(rolling.REPLACEMENT)
+    assert gated == bare + 3 * 2 * 28.0
