@@ -1,11 +1,14 @@
-"""Deploy critical path on AWS, modelled: the program's dependency graph (from the offline run) weighted
-with typical creation times per resource type (bench/creation_times.json, each figure with its source)."""
+"""Deploy critical path on AWS, modelled: the program's dependency graph (the `dependencies` of each
+inventory.json row) weighted with typical creation times per resource type (bench/creation_times.json,
+each figure with its source)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,9 +41,12 @@ def weight(typ: str, table: dict[str, dict]) -> tuple[float, str]:
     return ASSUMED_SECONDS, "assumed"
 
 
-def longest_path(run: offline.OfflineRun, table: dict[str, dict]) -> tuple[Chain, dict[tuple[str, str], set]]:
-    nodes = {(r.type, r.name): r for r in run.resources}
-    waits_for = {key: {dep for dep in r.depends_on if dep in nodes} for key, r in nodes.items()}
+def longest_path(rows: Sequence[Mapping[str, Any]], table: dict[str, dict]
+                 ) -> tuple[Chain, dict[tuple[str, str], set]]:
+    """The slowest chain through inventory rows, each waiting for its `dependencies`."""
+    nodes = {(row["type"], row["name"]): row for row in rows}
+    waits_for = {key: {(dep["type"], dep["name"]) for dep in row["dependencies"]} & nodes.keys()
+                 for key, row in nodes.items()}
     finish: dict[tuple[str, str], Chain] = {}
 
     def done(key: tuple[str, str]) -> Chain:
@@ -67,7 +73,7 @@ def run() -> tuple[list[Figure], list[str]]:
     raw = config.from_stack_file(yaml.safe_load((offline.PROJECT_DIR / "Pulumi.dev.yaml").read_text()))
     stack = offline.run(raw, "dev")
     table = creation_times()
-    path, waits_for = longest_path(stack, table)
+    path, waits_for = longest_path([resource.public() for resource in stack.resources], table)
     slowest_type = max({r.type for r in stack.resources}, key=lambda t: weight(t, table)[0])
     slowest = weight(slowest_type, table)[0]
     lines = [f"{name} ({typ.split(':')[-1]}, {weight(typ, table)[0]:.0f} s)" for typ, name in path.nodes

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 from bench import critical_path
 from bench.__main__ import table
@@ -33,9 +32,9 @@ def test_the_longest_path_follows_waits_and_weights():
     vpc, nat, instance = ("aws:ec2/vpc:Vpc", "vpc"), ("aws:ec2/natGateway:NatGateway", "nat"), (
         "aws:ec2/instance:Instance", "member")
     component = ("etcd-aws:network:Network", "net")
-    resources = [SimpleNamespace(type=t, name=n, depends_on=deps) for (t, n), deps in (
-        (vpc, ()), (nat, (vpc,)), (instance, (vpc,)), (component, (nat,)))]
-    path, waits_for = critical_path.longest_path(SimpleNamespace(resources=resources), table_)
+    rows = [{"type": t, "name": n, "dependencies": [{"type": dt, "name": dn} for dt, dn in deps]}
+            for (t, n), deps in ((vpc, ()), (nat, (vpc,)), (instance, (vpc,)), (component, (nat,)))]
+    path, waits_for = critical_path.longest_path(rows, table_)
     assert path.seconds == 110 and path.nodes[:2] == (vpc, nat)
     assert critical_path.ancestors(instance, waits_for) == {vpc}
     assert critical_path.weight("aws:s3/bucket:Bucket", table_) == (critical_path.ASSUMED_SECONDS, "assumed")

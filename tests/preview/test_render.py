@@ -46,8 +46,9 @@ def test_render_of_the_dev_stack_writes_the_inventory(dev_render):
     assert len(inventory) > 40
     names = {entry["name"] for entry in inventory}
     for entry in inventory:
-        assert set(entry) == {"type", "name", "parent", "inputs"}
+        assert set(entry) == {"type", "name", "parent", "inputs", "dependencies"}
         assert entry["parent"] is None or entry["parent"] in names
+        assert all(dependency["name"] in names for dependency in entry["dependencies"])
     vpc = next(e for e in inventory if e["type"] == "aws:ec2/vpc:Vpc")
     assert vpc["inputs"]["cidrBlock"] == "10.0.0.0/16" and vpc["parent"] == "etcd"
 
