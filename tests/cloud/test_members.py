@@ -319,7 +319,8 @@ def test_names_resolve_inside_the_vpc_and_the_client_name_points_at_the_balancer
     assert zone.inputs["vpcs"] == [{"vpcId": static.of_type("aws:ec2/vpc:Vpc")[0].id}]
     client = static.named("etcd-dns-client", RECORD)
     assert client.inputs["name"] == "client.etcd.test.internal" and client.inputs["type"] == "A"
-    assert sorted(client.inputs["records"]) == sorted(m["privateIpv4Address"] for m in balancer.inputs["subnetMappings"])
+    balancer_ips = sorted(m["privateIpv4Address"] for m in balancer.inputs["subnetMappings"])
+    assert sorted(client.inputs["records"]) == balancer_ips
     assert "etcd-client" not in client.dependencies
     assert static.outputs["clientEndpoint"] == "https://client.etcd.test.internal:2379"
     assert static.outputs["loadBalancerDnsName"] == balancer.state["dnsName"]
