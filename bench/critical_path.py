@@ -19,7 +19,8 @@ from etcd_stack.preview import offline
 TIMES_FILE = Path(__file__).with_name("creation_times.json")
 # Made in the Pulumi engine or on this machine, not by AWS: no wait worth counting.
 LOCAL_PREFIXES = ("etcd-aws:", "tls:", "pulumi-python:dynamic:")
-ASSUMED_SECONDS = 2.0  # an AWS API call with no documented wait
+ASSUMED_SECONDS = 2.0
+COMPONENT_PREFIX = LOCAL_PREFIXES[0]  # an AWS API call with no documented wait
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,12 @@ def weight(typ: str, table: dict[str, dict]) -> tuple[float, str]:
 
 def longest_path(rows: Sequence[Mapping[str, Any]], table: dict[str, dict]
                  ) -> tuple[Chain, dict[tuple[str, str], set]]:
-    """The slowest chain through inventory rows, each waiting for its `dependencies`."""
+    """The slowest chain through inventory rows, each waiting for its `dependencies` and for its parent
+    component (the SDK registers a child only once its parent's registration is done)."""
     nodes = {(row["type"], row["name"]): row for row in rows}
-    waits_for = {key: {(dep["type"], dep["name"]) for dep in row["dependencies"]} & nodes.keys()
+    components = {row["name"]: key for key, row in nodes.items() if key[0].startswith(COMPONENT_PREFIX)}
+    waits_for = {key: ({(dep["type"], dep["name"]) for dep in row["dependencies"]} & nodes.keys())
+                 | ({components[row["parent"]]} if row["parent"] in components else set())
                  for key, row in nodes.items()}
     finish: dict[tuple[str, str], Chain] = {}
 

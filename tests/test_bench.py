@@ -32,7 +32,7 @@ def test_the_longest_path_follows_waits_and_weights():
     vpc, nat, instance = ("aws:ec2/vpc:Vpc", "vpc"), ("aws:ec2/natGateway:NatGateway", "nat"), (
         "aws:ec2/instance:Instance", "member")
     component = ("etcd-aws:network:Network", "net")
-    rows = [{"type": t, "name": n, "dependencies": [{"type": dt, "name": dn} for dt, dn in deps]}
+    rows = [{"type": t, "name": n, "parent": None, "dependencies": [{"type": dt, "name": dn} for dt, dn in deps]}
             for (t, n), deps in ((vpc, ()), (nat, (vpc,)), (instance, (vpc,)), (component, (nat,)))]
     path, waits_for = critical_path.longest_path(rows, table_)
     assert path.seconds == 110 and path.nodes[:2] == (vpc, nat)
@@ -45,3 +45,14 @@ def test_on_the_dev_stack_no_instance_waits_for_the_load_balancer_or_nat():
     figures, findings = critical_path.run()
     assert findings[-1] == "instances waiting for the load balancer or a NAT gateway: none"
     assert figures[0].value >= figures[0].baseline  # a path is never shorter than its slowest step
+
+
+def test_a_child_waits_for_its_parent_component_and_what_that_waits_for():
+    table_ = {"aws:ec2/natGateway:NatGateway": {"typical_seconds": 100, "basis": "measured"},
+              "aws:ec2/instance:Instance": {"typical_seconds": 20, "basis": "measured"}}
+    rows = [{"type": "aws:ec2/natGateway:NatGateway", "name": "nat", "parent": None, "dependencies": []},
+            {"type": "etcd-aws:members:EtcdMembers", "name": "members", "parent": None,
+             "dependencies": [{"type": "aws:ec2/natGateway:NatGateway", "name": "nat"}]},
+            {"type": "aws:ec2/instance:Instance", "name": "member", "parent": "members", "dependencies": []}]
+    path, _ = critical_path.longest_path(rows, table_)
+    assert path.seconds == 120 and path.nodes[-1] == ("aws:ec2/instance:Instance", "member")

@@ -172,3 +172,19 @@ class TestMocksAreRealistic:
         vpc = run.of_type("aws:ec2/vpc:Vpc")[0]
         assert vpc.state["arn"] == f"arn:aws:ec2:ap-southeast-2:123456789012:vpc/{vpc.id}"
         assert vpc.id.startswith("vpc-") and len(vpc.id) == len("vpc-") + 17
+
+
+def test_each_inventory_row_lists_what_it_waits_for_explicitly_and_through_inputs(dev_render):
+    _, out = dev_render
+    rows = {(row["type"], row["name"]): row for row in json.loads((out / "inventory.json").read_text())}
+    instance = rows[("aws:ec2/instance:Instance", "etcd-etcd-0")]
+    waits = {(dep["type"], dep["name"]) for dep in instance["dependencies"]}
+    # Through its inputs: the interface and the instance profile; explicitly: the read grant and the version gate.
+    assert {("aws:ec2/networkInterface:NetworkInterface", "etcd-etcd-0"),
+            ("aws:iam/instanceProfile:InstanceProfile", "etcd-access-0"),
+            ("aws:iam/rolePolicy:RolePolicy", "etcd-etcd-0-read-tls")} <= waits
+    # And through its parent, whose registration waits for the version gate first.
+    assert instance["parent"] == "etcd-etcd"
+    members = rows[("etcd-aws:members:EtcdMembers", "etcd-etcd")]
+    assert {"type": "pulumi-python:dynamic:Resource", "name": "etcd-version"} in members["dependencies"]
+    assert rows[("aws:ec2/vpc:Vpc", "etcd-vpc")]["dependencies"] == []
