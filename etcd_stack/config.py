@@ -586,8 +586,14 @@ def reserved(subnet: ipaddress.IPv4Network) -> frozenset[ipaddress.IPv4Address]:
     return frozenset([*(subnet[i] for i in range(4)), subnet[-1]])
 
 
-def check_existing_subnets(c: StackConfig, subnets: Sequence[SubnetFacts]) -> None:
-    """Rules on what the EC2 API answered about etcd:privateSubnetIds, checked before any resource."""
+def check_existing_network(c: StackConfig, vpc_dns: tuple[bool, bool], subnets: Sequence[SubnetFacts]) -> None:
+    """Rules on what the EC2 API answered about etcd:vpcId (DNS support, DNS hostnames) and
+    etcd:privateSubnetIds, checked before any resource."""
+    if not all(vpc_dns):
+        raise ConfigError(
+            "etcd:vpcId", c.vpc_id, "a VPC with DNS support and DNS hostnames on (the members' private zone "
+            "resolves only then): aws ec2 modify-vpc-attribute --enable-dns-hostnames",
+        )
     for subnet in subnets:
         if subnet.vpc_id != c.vpc_id:
             raise ConfigError(

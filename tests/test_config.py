@@ -362,8 +362,14 @@ GOOD_SUBNETS = facts(("subnet-0a1b2c3d4e5f60718", "vpc-0a1b2c3d4e5f60718", "10.5
 
 
 def test_subnets_of_the_vpc_in_three_zones_pass(raw_config):
-    config.check_existing_subnets(existing(raw_config, memberIps=["10.50.0.4", "10.50.16.9", "10.50.32.254"]),
-                                  GOOD_SUBNETS)
+    config.check_existing_network(existing(raw_config, memberIps=["10.50.0.4", "10.50.16.9", "10.50.32.254"]),
+                                  (True, True), GOOD_SUBNETS)
+
+
+@pytest.mark.parametrize("dns", [(False, True), (True, False)])
+def test_a_vpc_without_dns_support_or_hostnames_is_refused(raw_config, dns):
+    with pytest.raises(ConfigError, match=r"^etcd:vpcId: 'vpc-0a1b2c3d4e5f60718' is not allowed: a VPC with DNS"):
+        config.check_existing_network(existing(raw_config), dns, GOOD_SUBNETS)
 
 
 @pytest.mark.parametrize(("subnets", "ips", "key", "allowed"), [
@@ -378,5 +384,5 @@ def test_subnets_of_the_vpc_in_three_zones_pass(raw_config):
 ])
 def test_what_the_ec2_api_says_about_the_subnets_is_checked_naming_the_key(raw_config, subnets, ips, key, allowed):
     with pytest.raises(ConfigError) as caught:
-        config.check_existing_subnets(existing(raw_config, memberIps=ips or None), subnets)
+        config.check_existing_network(existing(raw_config, memberIps=ips or None), (True, True), subnets)
     assert caught.value.key == key and allowed in str(caught.value)

@@ -88,6 +88,7 @@ CATALOGUE = {
     # Found only through the EC2 API at preview (the mocks answer as it would).
     "a subnet of another VPC": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-0e1f2a3b4c5d6071c"]},
                                 "etcd:privateSubnetIds"),
+    "a VPC without DNS hostnames": ({**IN_VPC, "etcd:vpcId": "vpc-0c3d4e5f607182930"}, "etcd:vpcId"),
     "two subnets in one zone": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-0d1e2f3a4b5c6071b"]},
                                 "etcd:privateSubnetIds"),
     "a member address outside the subnets": ({**IN_VPC, "etcd:memberIps": ["10.50.0.10", "10.50.16.10", "10.50.33.10"]},

@@ -199,7 +199,7 @@ def existing_network(cfg: StackConfig) -> ExistingNetwork:
         subnet = aws.ec2.get_subnet(id=subnet_id)
         facts.append(SubnetFacts(subnet_id, subnet.vpc_id, ipaddress.IPv4Network(subnet.cidr_block),
                                  subnet.availability_zone))
-    config.check_existing_subnets(cfg, facts)
+    config.check_existing_network(cfg, (vpc.enable_dns_support, vpc.enable_dns_hostnames), facts)
     zones = tuple(ZonePlan(index, fact.availability_zone, fact.cidr) for index, fact in enumerate(facts))
     return ExistingNetwork(cfg.vpc_id, ipaddress.IPv4Network(vpc.cidr_block), zones, list(cfg.private_subnet_ids))
 

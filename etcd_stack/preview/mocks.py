@@ -51,11 +51,13 @@ def digest(*parts: str) -> str:
 # The zones the mocks answer for every region.
 ZONE_LETTERS = "abc"
 
-# An account's VPCs that exist before the stack (etcd:vpcId): id -> CIDR; and their subnets:
-# id -> (VPC, CIDR, zone letter). One subnet sits in another VPC, one shares a zone with another.
+# An account's VPCs that exist before the stack (etcd:vpcId): id -> (CIDR, DNS hostnames on); and their
+# subnets: id -> (VPC, CIDR, zone letter). One subnet sits in another VPC, one shares a zone with another.
 EXISTING_VPCS = {
-    "vpc-0a1b2c3d4e5f60718": "10.50.0.0/16",
-    "vpc-0b2c3d4e5f6071829": "172.31.0.0/16",
+    "vpc-0a1b2c3d4e5f60718": ("10.50.0.0/16", True),
+    # A default VPC as AWS makes it, and one made by hand without DNS hostnames (EC2's default).
+    "vpc-0b2c3d4e5f6071829": ("172.31.0.0/16", True),
+    "vpc-0c3d4e5f607182930": ("10.60.0.0/16", False),
 }
 EXISTING_SUBNETS = {
     "subnet-0a1b2c3d4e5f60718": ("vpc-0a1b2c3d4e5f60718", "10.50.0.0/20", "a"),
@@ -280,8 +282,9 @@ class StackMocks(pulumi.runtime.Mocks):
         vpc_id = args["id"]
         if vpc_id not in EXISTING_VPCS:
             raise ValueError(f"InvalidVpcID.NotFound: The vpc ID '{vpc_id}' does not exist")
-        return {"id": vpc_id, "cidrBlock": EXISTING_VPCS[vpc_id], "state": "available", "default": False,
-                "enableDnsSupport": True, "enableDnsHostnames": True, "ownerId": ACCOUNT_ID,
+        cidr, hostnames = EXISTING_VPCS[vpc_id]
+        return {"id": vpc_id, "cidrBlock": cidr, "state": "available", "default": cidr == "172.31.0.0/16",
+                "enableDnsSupport": True, "enableDnsHostnames": hostnames, "ownerId": ACCOUNT_ID,
                 "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:vpc/{vpc_id}"}
 
     def _existing_subnet(self, args: dict[str, Any]) -> dict[str, Any]:
