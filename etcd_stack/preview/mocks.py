@@ -81,7 +81,7 @@ def _pick(network: ipaddress.IPv4Network, seed: str) -> str:
 class StackMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str, stack: str = ""):
         self.region = region
-        # Pulumi seeds each auto-name's random suffix per resource URN, which holds the stack.
+        # Pulumi's auto-names end in a random suffix, so a second stack never repeats the first's.
         self.stack = stack
         self.not_before = certificates.start_of_year()
         self._subnet_cidrs: dict[str, ipaddress.IPv4Network] = {}

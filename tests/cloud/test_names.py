@@ -12,7 +12,7 @@ from etcd_stack.preview import offline
 from tests.conftest import encode
 
 # Types whose name AWS keeps unique within a scope, and the input that names them. Left unset, Pulumi
-# auto-names the resource: its logical name and a random suffix seeded per stack.
+# auto-names the resource: its logical name and a random suffix, so stacks stand side by side (Pulumi FAQ).
 UNIQUE_NAMES = {
     "aws:ssm/parameter:Parameter": ("account and region", "name"),
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("account and region", "name"),
