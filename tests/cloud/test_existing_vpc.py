@@ -113,3 +113,12 @@ def test_what_the_ec2_api_answers_is_checked_before_anything_is_registered(subne
         offline.execute(raw, "test", monitor)
     assert str(caught.value) == message
     assert monitor.registered == []
+
+
+def test_the_policy_pack_finds_nothing_in_the_stack(stack):
+    from etcd_stack.preview.wire import reveal
+    from policy.controls import Resource, violations
+
+    resources = [Resource(r.type, r.name, reveal({**r.inputs, **r.state}), r.property_dependencies)
+                 for r in stack.resources]
+    assert {name: found for name, found in violations(resources).items() if found} == {}
