@@ -581,6 +581,16 @@ class SubnetFacts:
     availability_zone: str
 
 
+def look_up(key: str, value: str, region: str, fetch: Callable[[str], Any]) -> Any:
+    """What the cloud API says about a configured id; an id it cannot find is a config error naming the key."""
+    try:
+        return fetch(value)
+    except Exception as error:  # the API's own error, whatever its type, is shown in the one line
+        answer = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(key, value, f"an id that exists in this account in {region}; the API answered: {answer}"
+                          ) from None
+
+
 def reserved(subnet: ipaddress.IPv4Network) -> frozenset[ipaddress.IPv4Address]:
     """The five addresses AWS keeps in every subnet: the first four and the last."""
     return frozenset([*(subnet[i] for i in range(4)), subnet[-1]])

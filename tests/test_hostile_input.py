@@ -88,6 +88,9 @@ CATALOGUE = {
     # Found only through the EC2 API at preview (the mocks answer as it would).
     "a subnet of another VPC": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-0e1f2a3b4c5d6071c"]},
                                 "etcd:privateSubnetIds"),
+    "a subnet that does not exist": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-00000000"]},
+                                     "etcd:privateSubnetIds"),
+    "a VPC that does not exist": ({**IN_VPC, "etcd:vpcId": "vpc-00000000"}, "etcd:vpcId"),
     "a VPC without DNS hostnames": ({**IN_VPC, "etcd:vpcId": "vpc-0c3d4e5f607182930"}, "etcd:vpcId"),
     "two subnets in one zone": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-0d1e2f3a4b5c6071b"]},
                                 "etcd:privateSubnetIds"),

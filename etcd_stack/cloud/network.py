@@ -193,10 +193,11 @@ class ExistingNetwork:
 
 def existing_network(cfg: StackConfig) -> ExistingNetwork:
     """Reads the VPC and subnets from the EC2 API and checks them before anything is registered."""
-    vpc = aws.ec2.get_vpc(id=cfg.vpc_id)
+    vpc = config.look_up("etcd:vpcId", cfg.vpc_id, cfg.region, lambda vpc_id: aws.ec2.get_vpc(id=vpc_id))
     facts = []
     for subnet_id in cfg.private_subnet_ids:
-        subnet = aws.ec2.get_subnet(id=subnet_id)
+        subnet = config.look_up("etcd:privateSubnetIds", subnet_id, cfg.region,
+                                lambda subnet_id: aws.ec2.get_subnet(id=subnet_id))
         facts.append(SubnetFacts(subnet_id, subnet.vpc_id, ipaddress.IPv4Network(subnet.cidr_block),
                                  subnet.availability_zone))
     config.check_existing_network(cfg, (vpc.enable_dns_support, vpc.enable_dns_hostnames), facts)

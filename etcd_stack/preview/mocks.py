@@ -103,7 +103,7 @@ class StackMocks(pulumi.runtime.Mocks):
             "tls:index/certRequest:CertRequest": self._tls_request,
             "tls:index/locallySignedCert:LocallySignedCert": self._tls_signed,
         }
-        self._calls: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        self._calls: dict[str, Callable[[dict[str, Any]], Any]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._availability_zones,
             "aws:ssm/getParameter:getParameter": self._ssm_parameter,
             "aws:ec2/getVpc:getVpc": self._existing_vpc,
@@ -263,7 +263,7 @@ class StackMocks(pulumi.runtime.Mocks):
 
     # --- provider functions -----------------------------------------------------------------
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any] | tuple[dict[str, Any], list]:
         handler = self._calls.get(args.token)
         if handler is None:
             raise NotImplementedError(f"the offline mocks do not answer {args.token}")
@@ -278,19 +278,20 @@ class StackMocks(pulumi.runtime.Mocks):
             "state": "available",
         }
 
-    def _existing_vpc(self, args: dict[str, Any]) -> dict[str, Any]:
+    # A failed lookup answers as the provider does: the invoke fails with AWS's error, which the program sees.
+    def _existing_vpc(self, args: dict[str, Any]) -> dict[str, Any] | tuple[dict[str, Any], list]:
         vpc_id = args["id"]
         if vpc_id not in EXISTING_VPCS:
-            raise ValueError(f"InvalidVpcID.NotFound: The vpc ID '{vpc_id}' does not exist")
+            return {}, [("id", f"InvalidVpcID.NotFound: The vpc ID '{vpc_id}' does not exist")]
         cidr, hostnames = EXISTING_VPCS[vpc_id]
         return {"id": vpc_id, "cidrBlock": cidr, "state": "available", "default": cidr == "172.31.0.0/16",
                 "enableDnsSupport": True, "enableDnsHostnames": hostnames, "ownerId": ACCOUNT_ID,
                 "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:vpc/{vpc_id}"}
 
-    def _existing_subnet(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _existing_subnet(self, args: dict[str, Any]) -> dict[str, Any] | tuple[dict[str, Any], list]:
         subnet_id = args["id"]
         if subnet_id not in EXISTING_SUBNETS:
-            raise ValueError(f"InvalidSubnetID.NotFound: The subnet ID '{subnet_id}' does not exist")
+            return {}, [("id", f"InvalidSubnetID.NotFound: The subnet ID '{subnet_id}' does not exist")]
         vpc_id, cidr, letter = EXISTING_SUBNETS[subnet_id]
         network = ipaddress.IPv4Network(cidr)
         return {"id": subnet_id, "vpcId": vpc_id, "cidrBlock": cidr, "availabilityZone": f"{self.region}{letter}",
