@@ -78,7 +78,7 @@ def run() -> tuple[list[Figure], list[str]]:
     stack = offline.run(raw, "dev")
     table = creation_times()
     path, waits_for = longest_path([resource.public() for resource in stack.resources], table)
-    slowest_type = max({r.type for r in stack.resources}, key=lambda t: weight(t, table)[0])
+    slowest_type = max(sorted({r.type for r in stack.resources}), key=lambda t: weight(t, table)[0])
     slowest = weight(slowest_type, table)[0]
     lines = [f"{name} ({typ.split(':')[-1]}, {weight(typ, table)[0]:.0f} s)" for typ, name in path.nodes
              if weight(typ, table)[0] > 0]
