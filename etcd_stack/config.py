@@ -319,7 +319,6 @@ FLOW_LOG_RETENTION_DAYS = (
 # Tags the stack sets itself; a user tag of the same key would be overwritten.
 RESERVED_TAGS = ("Name", "etcd-cluster", "pulumi-stack")
 # IAM's tag pattern [\p{L}\p{Z}\p{N}_.:/=+\-@]: letters, separators, digits and these (IAM API reference, Tag).
-TAG_PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]"
 _TAG_SYMBOLS = "_.:/=+-@"
 TAG_CHARACTERS = "letters, digits, spaces and _ . : / = + - @"
 
@@ -551,7 +550,9 @@ def _check_existing_vpc(c: StackConfig, explicit: set[str]) -> None:
     if c.vpc_id is None:
         for name in ("privateSubnetIds", "memberIps"):
             if name in explicit:
-                raise ConfigError(f"etcd:{name}", "set", "only with etcd:vpcId (the VPC those subnets belong to)")
+                raise ConfigError(
+                    f"etcd:{name}", "set", "only with etcd:vpcId (in a VPC of its own the stack plans its subnets)",
+                )
         return
     if len(c.private_subnet_ids) < MIN_ZONES:
         raise ConfigError(
