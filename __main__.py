@@ -3,7 +3,7 @@
 import pulumi
 
 from etcd_stack import config, releases
-from etcd_stack.addressing import plan_members
+from etcd_stack.addressing import plan_load_balancer, plan_members
 from etcd_stack.cloud import dns
 from etcd_stack.cloud.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
 from etcd_stack.cloud.alarms import AlarmArgs, ClusterAlarms
@@ -13,17 +13,17 @@ from etcd_stack.cloud.dns import ClusterDns, DnsArgs
 from etcd_stack.cloud.gates import ClusterRecord
 from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
-from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones
+from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones, existing_network
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
-from etcd_stack.ops.probes import stack_probe
 from etcd_stack.ops.rollout import MemberGateProvider
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
 name, tags = cfg.cluster_name, cfg.common_tags
 
-network = Network(
+# etcd:vpcId deploys into a VPC the user has: read and checked through the EC2 API, nothing created.
+network = existing_network(cfg) if cfg.vpc_id else Network(
     name,
     NetworkArgs(
         cidr=cfg.vpc_cidr,
@@ -33,12 +33,13 @@ network = Network(
         tags=tags,
     ),
 )
-members = plan_members(cfg.cluster_size, network.zones, dns.domain(name))
-client_endpoint = dns.client_endpoint(name)
+members = plan_members(cfg.cluster_size, network.zones, dns.domain(cfg.stack, name), cfg.member_ips)
+balancer_ips = plan_load_balancer(network.zones, members)
+client_endpoint = dns.client_endpoint(cfg.stack, name)
 
 access = MemberAccess(
     f"{name}-access",
-    MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, tags=tags),
+    MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=network.cidr, tags=tags),
 )
 bastion = None
 if cfg.bastion:
@@ -48,17 +49,18 @@ if cfg.bastion:
             instance_type=cfg.bastion_instance_type,
             subnet_id=network.public_subnet_ids[0],
             vpc_id=network.vpc_id,
-            vpc_cidr=cfg.vpc_cidr,
+            vpc_cidr=network.cidr,
             allowed_cidrs=cfg.ssh_allowed_cidrs,
             ssh_public_key=cfg.ssh_public_key,
             member_security_group=access.security_group,
             tags=tags,
+            internet_gateway=network.internet_gateway,
         ),
     )
 
 pki = ClusterPki(
     f"{name}-pki",
-    PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags,
+    PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags, stack=cfg.stack,
             ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation),
 )
 
@@ -105,7 +107,7 @@ etcd = EtcdMembers(
         backup_bucket=backups.bucket_name,
         backup_interval_minutes=cfg.backup_interval_minutes,
         image_generation=cfg.image_generation,
-        gate_provider=MemberGateProvider(stack_probe),
+        gate_provider=MemberGateProvider(),
         bootstrapped=record.bootstrapped,
         stack=cfg.stack,
     ),
@@ -117,19 +119,18 @@ balancer = ClientLoadBalancer(
         vpc_id=network.vpc_id,
         subnet_ids=network.private_subnet_ids,
         members=members,
-        after=etcd.interfaces,
+        addresses=balancer_ips,
         tags=tags,
     ),
 )
 ClusterDns(
     f"{name}-dns",
     DnsArgs(
-        domain=dns.domain(name),
+        domain=dns.domain(cfg.stack, name),
         client_endpoint=client_endpoint,
         vpc_id=network.vpc_id,
         members=members,
-        load_balancer_dns_name=balancer.dns_name,
-        load_balancer_zone_id=balancer.zone_id,
+        load_balancer_ips=balancer_ips,
         tags=tags,
     ),
 )

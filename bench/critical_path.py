@@ -1,11 +1,14 @@
-"""Deploy critical path on AWS, modelled: the program's dependency graph (from the offline run) weighted
-with typical creation times per resource type (bench/creation_times.json, each figure with its source)."""
+"""Deploy critical path on AWS, modelled: the program's dependency graph (the `dependencies` of each
+inventory.json row) weighted with typical creation times per resource type (bench/creation_times.json,
+each figure with its source)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -16,7 +19,8 @@ from etcd_stack.preview import offline
 TIMES_FILE = Path(__file__).with_name("creation_times.json")
 # Made in the Pulumi engine or on this machine, not by AWS: no wait worth counting.
 LOCAL_PREFIXES = ("etcd-aws:", "tls:", "pulumi-python:dynamic:")
-ASSUMED_SECONDS = 2.0  # an AWS API call with no documented wait
+ASSUMED_SECONDS = 2.0
+COMPONENT_PREFIX = LOCAL_PREFIXES[0]  # an AWS API call with no documented wait
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,15 @@ def weight(typ: str, table: dict[str, dict]) -> tuple[float, str]:
     return ASSUMED_SECONDS, "assumed"
 
 
-def longest_path(run: offline.OfflineRun, table: dict[str, dict]) -> tuple[Chain, dict[tuple[str, str], set]]:
-    nodes = {(r.type, r.name): r for r in run.resources}
-    waits_for = {key: {dep for dep in r.depends_on if dep in nodes} for key, r in nodes.items()}
+def longest_path(rows: Sequence[Mapping[str, Any]], table: dict[str, dict]
+                 ) -> tuple[Chain, dict[tuple[str, str], set]]:
+    """The slowest chain through inventory rows, each waiting for its `dependencies` and for its parent
+    component (the SDK registers a child only once its parent's registration is done)."""
+    nodes = {(row["type"], row["name"]): row for row in rows}
+    components = {row["name"]: key for key, row in nodes.items() if key[0].startswith(COMPONENT_PREFIX)}
+    waits_for = {key: ({(dep["type"], dep["name"]) for dep in row["dependencies"]} & nodes.keys())
+                 | ({components[row["parent"]]} if row["parent"] in components else set())
+                 for key, row in nodes.items()}
     finish: dict[tuple[str, str], Chain] = {}
 
     def done(key: tuple[str, str]) -> Chain:
@@ -67,8 +77,8 @@ def run() -> tuple[list[Figure], list[str]]:
     raw = config.from_stack_file(yaml.safe_load((offline.PROJECT_DIR / "Pulumi.dev.yaml").read_text()))
     stack = offline.run(raw, "dev")
     table = creation_times()
-    path, waits_for = longest_path(stack, table)
-    slowest_type = max({r.type for r in stack.resources}, key=lambda t: weight(t, table)[0])
+    path, waits_for = longest_path([resource.public() for resource in stack.resources], table)
+    slowest_type = max(sorted({r.type for r in stack.resources}), key=lambda t: weight(t, table)[0])
     slowest = weight(slowest_type, table)[0]
     lines = [f"{name} ({typ.split(':')[-1]}, {weight(typ, table)[0]:.0f} s)" for typ, name in path.nodes
              if weight(typ, table)[0] > 0]

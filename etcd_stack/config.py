@@ -11,7 +11,8 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -108,6 +109,9 @@ class StackConfig:
     ca_rotation: CaRotation
     tags: tuple[tuple[str, str], ...]
     image_generation: int
+    vpc_id: str | None
+    private_subnet_ids: tuple[str, ...]
+    member_ips: tuple[ipaddress.IPv4Address, ...]
 
     @property
     def common_tags(self) -> dict[str, str]:
@@ -181,12 +185,34 @@ def _version(key: str, text: str) -> EtcdVersion:
 _CLUSTER_NAME = re.compile(r"[a-z][a-z0-9-]{0,14}[a-z0-9]")
 
 
+# Load balancer names must not begin with `internal-`, security group names not with `sg-` (ELBv2, EC2 APIs).
+_REFUSED_NAME_PREFIXES = ("internal-", "sg-")
+
+
 def _cluster_name(key: str, text: str) -> str:
     if not _CLUSTER_NAME.fullmatch(text) or "--" in text:
         raise ConfigError(
             key, text, "2 to 16 lowercase letters, digits and single hyphens, starting with a letter"
         )
+    if text.startswith(_REFUSED_NAME_PREFIXES):
+        raise ConfigError(
+            key, text, "a name not starting with 'internal-' (AWS refuses such load balancer names) or 'sg-' "
+            "(such security group names)",
+        )
     return text
+
+
+# The stack names SSM paths and the private DNS zone, so it must be a DNS label.
+_STACK_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def check_stack_name(stack: str) -> str:
+    if not _STACK_NAME.fullmatch(stack):
+        raise ConfigError(
+            "stack", stack, "a stack name of 1 to 63 lowercase letters, digits and hyphens (it becomes part of "
+            "DNS and SSM parameter names; `pulumi stack rename` changes it)",
+        )
+    return stack
 
 
 # Families like m7g, c6gn, t4g, r8gd, im4gn, is4gen (and a1) are AWS Graviton: arm64.
@@ -297,6 +323,13 @@ FLOW_LOG_RETENTION_DAYS = (
 
 # Tags the stack sets itself; a user tag of the same key would be overwritten.
 RESERVED_TAGS = ("Name", "etcd-cluster", "pulumi-stack")
+# IAM's tag pattern [\p{L}\p{Z}\p{N}_.:/=+\-@]: letters, separators, digits and these (IAM API reference, Tag).
+_TAG_SYMBOLS = "_.:/=+-@"
+TAG_CHARACTERS = "letters, digits, spaces and _ . : / = + - @"
+
+
+def _tag_text_allowed(text: str) -> bool:
+    return all(ch in _TAG_SYMBOLS or unicodedata.category(ch)[0] in "LZN" for ch in text)
 
 
 def _tags(key: str, text: str) -> tuple[tuple[str, str], ...]:
@@ -306,14 +339,15 @@ def _tags(key: str, text: str) -> tuple[tuple[str, str], ...]:
     for name, value in items.items():
         if not isinstance(value, str):
             raise ConfigError(f"{key}.{name}", value, "a string value")
-        if not 1 <= len(name) <= 128 or name.lower().startswith("aws:") or name in RESERVED_TAGS:
+        if (not 1 <= len(name) <= 128 or name.lower().startswith("aws:") or name in RESERVED_TAGS
+                or not _tag_text_allowed(name)):
             raise ConfigError(
                 f"{key}.{name}", name,
-                "a tag name of 1 to 128 characters, not starting with 'aws:' and not one of "
+                f"a tag name of 1 to 128 {TAG_CHARACTERS}, not starting with 'aws:' and not one of "
                 + ", ".join(RESERVED_TAGS),
             )
-        if len(value) > 256:
-            raise ConfigError(f"{key}.{name}", value, "a tag value of at most 256 characters")
+        if len(value) > 256 or not _tag_text_allowed(value):
+            raise ConfigError(f"{key}.{name}", value, f"a tag value of at most 256 {TAG_CHARACTERS}")
     return tuple(sorted(items.items()))
 
 
@@ -333,6 +367,41 @@ def _region(key: str, text: str) -> str:
     if not _REGION.fullmatch(text):
         raise ConfigError(key, text, "an AWS region code such as eu-west-2")
     return text
+
+
+_VPC_ID = re.compile(r"vpc-([0-9a-f]{8}|[0-9a-f]{17})")
+_SUBNET_ID = re.compile(r"subnet-([0-9a-f]{8}|[0-9a-f]{17})")
+# One subnet per zone and at least three zones, so that losing a zone keeps a majority of members.
+MIN_ZONES = 3
+
+
+def _vpc_id(key: str, text: str) -> str:
+    if not _VPC_ID.fullmatch(text):
+        raise ConfigError(key, text, "a VPC id such as vpc-0a1b2c3d4e5f60718")
+    return text
+
+
+def _subnet_ids(key: str, text: str) -> tuple[str, ...]:
+    items = _json(key, text, list, 'a list of subnet ids such as ["subnet-0a1b2c3d4e5f60718", ...]')
+    for item in items:
+        if not isinstance(item, str) or not _SUBNET_ID.fullmatch(item):
+            raise ConfigError(key, item, "each entry a subnet id such as subnet-0a1b2c3d4e5f60718")
+    if len(set(items)) != len(items):
+        raise ConfigError(key, text, "each subnet once")
+    return tuple(items)
+
+
+def _member_ips(key: str, text: str) -> tuple[ipaddress.IPv4Address, ...]:
+    items = _json(key, text, list, 'a list of IPv4 addresses such as ["10.50.0.10", ...]')
+    addresses = []
+    for item in items:
+        try:
+            addresses.append(ipaddress.IPv4Address(item if isinstance(item, str) else ""))
+        except ValueError:
+            raise ConfigError(key, item, "each entry an IPv4 address such as 10.50.0.10") from None
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError(key, text, "each address once")
+    return tuple(addresses)
 
 
 # --- the key table: the one list of what `etcd:` accepts -----------------------------------
@@ -395,6 +464,12 @@ KEYS: tuple[Key, ...] = (
         "Tags added to every AWS resource"),
     Key("imageGeneration", "image_generation", _integer(1, 1000), "1",
         "Raise by one to roll the members onto the newest Amazon Linux 2023 image, one at a time"),
+    Key("vpcId", "vpc_id", _vpc_id, None,
+        "A VPC you already have to deploy into; the stack then creates no VPC, subnets, gateways or flow logs"),
+    Key("privateSubnetIds", "private_subnet_ids", _subnet_ids, "[]",
+        "With `etcd:vpcId`: its private subnets, one per availability zone, at least three zones"),
+    Key("memberIps", "member_ips", _member_ips, "[]",
+        "With `etcd:vpcId`: each member's address, inside those subnets (else planned from host 10 of each)"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -412,7 +487,7 @@ def load(raw: Mapping[str, str], stack: str) -> StackConfig:
     region_text = raw.get(REGION_KEY)
     if region_text is None:
         raise ConfigError(REGION_KEY, "", "a region is required: pulumi config set aws:region eu-west-2")
-    values: dict[str, Any] = {"stack": stack, "region": _region(REGION_KEY, region_text)}
+    values: dict[str, Any] = {"stack": check_stack_name(stack), "region": _region(REGION_KEY, region_text)}
     explicit = set()
     for key in KEYS:
         full_key = f"{NAMESPACE}:{key.name}"
@@ -461,6 +536,7 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
                 "etcd:sshAllowedCidrs", str(cidr),
                 f"addresses outside the VPC's {c.vpc_cidr} (the bastion is reached from outside it)",
             )
+    _check_existing_vpc(c, explicit)
     if c.bastion:
         if not c.ssh_allowed_cidrs:
             raise ConfigError(
@@ -470,6 +546,95 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
         if c.ssh_public_key is None:
             raise ConfigError(
                 "etcd:sshPublicKey", "", "an OpenSSH public key while etcd:bastion is true (or set etcd:bastion false)",
+            )
+
+
+# Keys that shape a network the stack creates; with etcd:vpcId there is none.
+_OWN_NETWORK_KEYS = ("vpcCidr", "natStrategy", "flowLogRetentionDays")
+
+
+def _check_existing_vpc(c: StackConfig, explicit: set[str]) -> None:
+    if c.vpc_id is None:
+        for name in ("privateSubnetIds", "memberIps"):
+            if name in explicit:
+                raise ConfigError(
+                    f"etcd:{name}", "set", "only with etcd:vpcId (in a VPC of its own the stack plans its subnets)",
+                )
+        return
+    if len(c.private_subnet_ids) < MIN_ZONES:
+        raise ConfigError(
+            "etcd:privateSubnetIds", json.dumps(list(c.private_subnet_ids)),
+            f"at least {MIN_ZONES} private subnets of etcd:vpcId, one per availability zone",
+        )
+    for name in _OWN_NETWORK_KEYS:
+        if name in explicit:
+            raise ConfigError(f"etcd:{name}", "set", "only without etcd:vpcId (the stack creates no network then)")
+    if c.bastion:
+        raise ConfigError(
+            "etcd:bastion", "true", "false with etcd:vpcId (the stack creates no public subnet; use Session Manager)",
+        )
+    if c.member_ips and len(c.member_ips) != c.cluster_size:
+        raise ConfigError(
+            "etcd:memberIps", f"{len(c.member_ips)} addresses", f"one address per member ({c.cluster_size})",
+        )
+
+
+@dataclass(frozen=True)
+class SubnetFacts:
+    """What the EC2 API says about a subnet named in etcd:privateSubnetIds."""
+
+    id: str
+    vpc_id: str
+    cidr: ipaddress.IPv4Network
+    availability_zone: str
+
+
+def look_up(key: str, value: str, region: str, fetch: Callable[[str], Any]) -> Any:
+    """What the cloud API says about a configured id; an id it cannot find is a config error naming the key."""
+    try:
+        return fetch(value)
+    except Exception as error:  # the API's own error, whatever its type, is shown in the one line
+        answer = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(key, value, f"an id that exists in this account in {region}; the API answered: {answer}"
+                          ) from None
+
+
+def reserved(subnet: ipaddress.IPv4Network) -> frozenset[ipaddress.IPv4Address]:
+    """The five addresses AWS keeps in every subnet: the first four and the last."""
+    return frozenset([*(subnet[i] for i in range(4)), subnet[-1]])
+
+
+def check_existing_network(c: StackConfig, vpc_dns: tuple[bool, bool], subnets: Sequence[SubnetFacts]) -> None:
+    """Rules on what the EC2 API answered about etcd:vpcId (DNS support, DNS hostnames) and
+    etcd:privateSubnetIds, checked before any resource."""
+    if not all(vpc_dns):
+        raise ConfigError(
+            "etcd:vpcId", c.vpc_id, "a VPC with DNS support and DNS hostnames on (the members' private zone "
+            "resolves only then): aws ec2 modify-vpc-attribute --enable-dns-hostnames",
+        )
+    for subnet in subnets:
+        if subnet.vpc_id != c.vpc_id:
+            raise ConfigError(
+                "etcd:privateSubnetIds", subnet.id, f"subnets of etcd:vpcId {c.vpc_id}; it is in {subnet.vpc_id}",
+            )
+    zones = [subnet.availability_zone for subnet in subnets]
+    if len(set(zones)) != len(zones):
+        raise ConfigError("etcd:privateSubnetIds", ", ".join(zones), "one subnet per availability zone")
+    for address in c.member_ips:
+        inside = [s for s in subnets if address in s.cidr]
+        if not inside or address in reserved(inside[0].cidr):
+            cidrs = ", ".join(str(s.cidr) for s in subnets)
+            raise ConfigError(
+                "etcd:memberIps", str(address),
+                f"addresses inside etcd:privateSubnetIds ({cidrs}), not one of the five AWS reserves in each",
+            )
+    most = -(-c.cluster_size // len(subnets))
+    for subnet in subnets:
+        count = sum(address in subnet.cidr for address in c.member_ips)
+        if count > most:
+            raise ConfigError(
+                "etcd:memberIps", f"{count} in {subnet.availability_zone}",
+                f"at most {most} members per zone, so that losing a zone keeps a majority",
             )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 from bench import critical_path, rolling
 from bench.__main__ import table
@@ -33,9 +32,9 @@ def test_the_longest_path_follows_waits_and_weights():
     vpc, nat, instance = ("aws:ec2/vpc:Vpc", "vpc"), ("aws:ec2/natGateway:NatGateway", "nat"), (
         "aws:ec2/instance:Instance", "member")
     component = ("etcd-aws:network:Network", "net")
-    resources = [SimpleNamespace(type=t, name=n, depends_on=deps) for (t, n), deps in (
-        (vpc, ()), (nat, (vpc,)), (instance, (vpc,)), (component, (nat,)))]
-    path, waits_for = critical_path.longest_path(SimpleNamespace(resources=resources), table_)
+    rows = [{"type": t, "name": n, "parent": None, "dependencies": [{"type": dt, "name": dn} for dt, dn in deps]}
+            for (t, n), deps in ((vpc, ()), (nat, (vpc,)), (instance, (vpc,)), (component, (nat,)))]
+    path, waits_for = critical_path.longest_path(rows, table_)
     assert path.seconds == 110 and path.nodes[:2] == (vpc, nat)
     assert critical_path.ancestors(instance, waits_for) == {vpc}
     assert critical_path.weight("aws:s3/bucket:Bucket", table_) == (critical_path.ASSUMED_SECONDS, "assumed")
@@ -59,3 +58,12 @@ def test_every_rolling_step_names_its_source_and_the_model_adds_them_up():
     gated, bare = rolling.modelled_roll(3, policy, times)
     assert bare == 3 * 10.0 * len(rolling.REPLACEMENT)
     assert gated == bare + 3 * 2 * 28.0
+def test_a_child_waits_for_its_parent_component_and_what_that_waits_for():
+    table_ = {"aws:ec2/natGateway:NatGateway": {"typical_seconds": 100, "basis": "measured"},
+              "aws:ec2/instance:Instance": {"typical_seconds": 20, "basis": "measured"}}
+    rows = [{"type": "aws:ec2/natGateway:NatGateway", "name": "nat", "parent": None, "dependencies": []},
+            {"type": "etcd-aws:members:EtcdMembers", "name": "members", "parent": None,
+             "dependencies": [{"type": "aws:ec2/natGateway:NatGateway", "name": "nat"}]},
+            {"type": "aws:ec2/instance:Instance", "name": "member", "parent": "members", "dependencies": []}]
+    path, _ = critical_path.longest_path(rows, table_)
+    assert path.seconds == 120 and path.nodes[-1] == ("aws:ec2/instance:Instance", "member")

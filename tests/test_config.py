@@ -175,6 +175,41 @@ BAD = {
     "tag long": ({"tags": {"team": "x" * 257}}, "etcd:tags.team", "at most 256"),
     "cluster name": ({"clusterName": "Etcd_Prod"}, "etcd:clusterName", "lowercase letters"),
     "cluster name long": ({"clusterName": "a" * 17}, "etcd:clusterName", "2 to 16"),
+    "cluster name internal-": ({"clusterName": "internal-etcd"}, "etcd:clusterName", "not starting with 'internal-'"),
+    "cluster name sg-": ({"clusterName": "sg-etcd"}, "etcd:clusterName", "'sg-'"),
+    "tag value semicolon": ({"tags": {"team": "a;b"}}, "etcd:tags.team", "letters, digits, spaces and _ . : / = + - @"),
+    "tag value quote": ({"tags": {"team": "o'neil"}}, "etcd:tags.team", "letters, digits, spaces"),
+    "tag value newline": ({"tags": {"team": "a\nb"}}, "etcd:tags.team", "letters, digits, spaces"),
+    "tag key comma": ({"tags": {"a,b": "x"}}, "etcd:tags.a,b", "a tag name of 1 to 128"),
+    "tag key AWS:": ({"tags": {"AWS:cost": "x"}}, "etcd:tags.AWS:cost", "not starting with 'aws:'"),
+    "tag key long": ({"tags": {"k" * 129: "x"}}, f"etcd:tags.{'k' * 129}", "1 to 128"),
+    "tag key empty": ({"tags": {"": "x"}}, "etcd:tags.", "1 to 128"),
+    "vpc id": ({"bastion": False, "vpcId": "vpc-12"}, "etcd:vpcId", "a VPC id"),
+    "subnets without vpc": ({"privateSubnetIds": ["subnet-0a1b2c3d4e5f60718"]}, "etcd:privateSubnetIds",
+                            "only with etcd:vpcId"),
+    "member ips without vpc": ({"memberIps": ["10.0.0.10"]}, "etcd:memberIps", "only with etcd:vpcId"),
+    "vpc without subnets": ({"bastion": False, "vpcId": "vpc-0a1b2c3d4e5f60718"}, "etcd:privateSubnetIds",
+                            "at least 3 private subnets"),
+    "two subnets": ({"bastion": False, "vpcId": "vpc-0a1b2c3d4e5f60718",
+                     "privateSubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719"]},
+                    "etcd:privateSubnetIds", "at least 3 private subnets"),
+    "subnet twice": ({"bastion": False, "vpcId": "vpc-0a1b2c3d4e5f60718",
+                      "privateSubnetIds": ["subnet-0a1b2c3d4e5f60718"] * 3},
+                     "etcd:privateSubnetIds", "each subnet once"),
+    "subnet id": ({"privateSubnetIds": ["sn-1"]}, "etcd:privateSubnetIds", "a subnet id"),
+    "member ip": ({"memberIps": ["10.0.0.300"]}, "etcd:memberIps", "an IPv4 address"),
+    "member ip twice": ({"memberIps": ["10.0.0.10", "10.0.0.10"]}, "etcd:memberIps", "each address once"),
+    "bastion in existing vpc": ({"vpcId": "vpc-0a1b2c3d4e5f60718", "privateSubnetIds": [
+        "subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719", "subnet-0c1d2e3f4a5b6071a"]},
+        "etcd:bastion", "false with etcd:vpcId"),
+    "vpc cidr in existing vpc": ({"bastion": False, "vpcCidr": "10.1.0.0/16", "vpcId": "vpc-0a1b2c3d4e5f60718",
+                                  "privateSubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719",
+                                                       "subnet-0c1d2e3f4a5b6071a"]},
+                                 "etcd:vpcCidr", "only without etcd:vpcId"),
+    "member ips for another size": ({"bastion": False, "vpcId": "vpc-0a1b2c3d4e5f60718", "memberIps": ["10.50.0.10"],
+                                     "privateSubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719",
+                                                          "subnet-0c1d2e3f4a5b6071a"]},
+                                    "etcd:memberIps", "one address per member (3)"),
 }
 
 
@@ -276,3 +311,78 @@ class TestStackFile:
 
     def test_an_empty_file_has_no_config(self):
         assert config.from_stack_file(None) == {}
+
+
+GOOD_TAGS = {"team": "platform", "cost centre": "42", "owner": "ops@example.org", "path": "a/b=c+d:e_f.g-h",
+             "équipe": "plateforme", "empty": "", "k" * 128: "v" * 256}
+
+
+def test_tags_iam_accepts_are_kept(raw_config):
+    assert dict(load(raw_config(tags=GOOD_TAGS)).tags) == GOOD_TAGS
+
+
+@pytest.mark.parametrize("name", ["internal", "sgx", "my-internal", "etcd-sg-1", "prod-internal"])
+def test_cluster_names_aws_accepts_are_kept(raw_config, name):
+    assert load(raw_config(clusterName=name)).cluster_name == name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod-eu-1", "a", "x" * 63])
+def test_stack_names_that_are_dns_labels_are_accepted(raw_config, stack):
+    assert config.load(raw_config(), stack).stack == stack
+
+
+@pytest.mark.parametrize("stack", ["Prod", "dev_eu", "dev.eu", "-dev", "dev-", "x" * 64])
+def test_stack_names_that_cannot_name_a_dns_zone_are_refused(raw_config, stack):
+    with pytest.raises(ConfigError, match=r"^stack: .* lowercase letters, digits and hyphens") as caught:
+        config.load(raw_config(), stack)
+    assert caught.value.key == "stack"
+
+
+EXISTING = ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719", "subnet-0c1d2e3f4a5b6071a"]
+
+
+def existing(raw_config, **overrides):
+    return load(raw_config(bastion=False, vpcId="vpc-0a1b2c3d4e5f60718", privateSubnetIds=EXISTING, **overrides))
+
+
+def test_an_existing_vpc_is_read_with_its_subnets_and_member_addresses(raw_config):
+    cfg = existing(raw_config, memberIps=["10.50.0.10", "10.50.16.10", "10.50.32.10"])
+    assert cfg.vpc_id == "vpc-0a1b2c3d4e5f60718" and cfg.private_subnet_ids == tuple(EXISTING)
+    assert cfg.member_ips == tuple(ipaddress.IPv4Address(a) for a in ("10.50.0.10", "10.50.16.10", "10.50.32.10"))
+
+
+def facts(*rows):
+    return [config.SubnetFacts(subnet_id, vpc, ipaddress.IPv4Network(cidr), zone)
+            for subnet_id, vpc, cidr, zone in rows]
+
+
+GOOD_SUBNETS = facts(("subnet-0a1b2c3d4e5f60718", "vpc-0a1b2c3d4e5f60718", "10.50.0.0/20", "eu-west-2a"),
+                     ("subnet-0b1c2d3e4f5a60719", "vpc-0a1b2c3d4e5f60718", "10.50.16.0/20", "eu-west-2b"),
+                     ("subnet-0c1d2e3f4a5b6071a", "vpc-0a1b2c3d4e5f60718", "10.50.32.0/24", "eu-west-2c"))
+
+
+def test_subnets_of_the_vpc_in_three_zones_pass(raw_config):
+    config.check_existing_network(existing(raw_config, memberIps=["10.50.0.4", "10.50.16.9", "10.50.32.254"]),
+                                  (True, True), GOOD_SUBNETS)
+
+
+@pytest.mark.parametrize("dns", [(False, True), (True, False)])
+def test_a_vpc_without_dns_support_or_hostnames_is_refused(raw_config, dns):
+    with pytest.raises(ConfigError, match=r"^etcd:vpcId: 'vpc-0a1b2c3d4e5f60718' is not allowed: a VPC with DNS"):
+        config.check_existing_network(existing(raw_config), dns, GOOD_SUBNETS)
+
+
+@pytest.mark.parametrize(("subnets", "ips", "key", "allowed"), [
+    ([*GOOD_SUBNETS[:2], *facts(("subnet-0c1d2e3f4a5b6071a", "vpc-0b2c3d4e5f6071829", "172.31.0.0/20", "eu-west-2c"))],
+     [], "etcd:privateSubnetIds", "subnets of etcd:vpcId vpc-0a1b2c3d4e5f60718; it is in vpc-0b2c3d4e5f6071829"),
+    ([*GOOD_SUBNETS[:2], *facts(("subnet-0c1d2e3f4a5b6071a", "vpc-0a1b2c3d4e5f60718", "10.50.48.0/20", "eu-west-2a"))],
+     [], "etcd:privateSubnetIds", "one subnet per availability zone"),
+    (GOOD_SUBNETS, ["10.50.0.10", "10.50.16.10", "10.60.0.10"], "etcd:memberIps", "addresses inside"),
+    (GOOD_SUBNETS, ["10.50.0.10", "10.50.16.10", "10.50.32.3"], "etcd:memberIps", "five AWS reserves"),
+    (GOOD_SUBNETS, ["10.50.0.10", "10.50.16.10", "10.50.32.255"], "etcd:memberIps", "five AWS reserves"),
+    (GOOD_SUBNETS, ["10.50.0.10", "10.50.0.11", "10.50.32.10"], "etcd:memberIps", "at most 1 members per zone"),
+])
+def test_what_the_ec2_api_says_about_the_subnets_is_checked_naming_the_key(raw_config, subnets, ips, key, allowed):
+    with pytest.raises(ConfigError) as caught:
+        config.check_existing_network(existing(raw_config, memberIps=ips or None), (True, True), subnets)
+    assert caught.value.key == key and allowed in str(caught.value)

@@ -24,6 +24,9 @@ PUBLIC_KEY = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
 NO_BASTION = {"etcd:bastion": False}
 BASTION = {"etcd:sshAllowedCidrs": ["198.51.100.7/32"], "etcd:sshPublicKey": PUBLIC_KEY}
 
+EXISTING = ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719", "subnet-0c1d2e3f4a5b6071a"]
+IN_VPC = {"etcd:vpcId": "vpc-0a1b2c3d4e5f60718", "etcd:privateSubnetIds": EXISTING}
+
 # name: (config values over a valid base, the key the error must name)
 CATALOGUE = {
     "even cluster size": ({"etcd:clusterSize": 4}, "etcd:clusterSize"),
@@ -72,6 +75,27 @@ CATALOGUE = {
     "a region that is a city": ({"aws:region": "London"}, "aws:region"),
     "cluster name with capitals": ({"etcd:clusterName": "Prod_Etcd"}, "etcd:clusterName"),
     "an encrypted value": ({"etcd:sshPublicKey": {"secure": "v1:abc"}}, "etcd:sshPublicKey"),
+    "a cluster name a load balancer may not start with": ({"etcd:clusterName": "internal-etcd"}, "etcd:clusterName"),
+    "a cluster name a security group may not start with": ({"etcd:clusterName": "sg-etcd"}, "etcd:clusterName"),
+    "a tag value IAM refuses": ({"etcd:tags": {"team": "<script>"}}, "etcd:tags.team"),
+    "a tag key IAM refuses": ({"etcd:tags": {"team;drop": "x"}}, "etcd:tags.team;drop"),
+    "a tag key over 128 characters": ({"etcd:tags": {"k" * 129: "x"}}, f"etcd:tags.{'k' * 129}"),
+    "a tag value over 256 characters": ({"etcd:tags": {"team": "v" * 257}}, "etcd:tags.team"),
+    "subnets without the VPC": ({"etcd:privateSubnetIds": EXISTING}, "etcd:privateSubnetIds"),
+    "member addresses without the VPC": ({"etcd:memberIps": ["10.50.0.10"]}, "etcd:memberIps"),
+    "an existing VPC with two subnets": ({**IN_VPC, "etcd:privateSubnetIds": EXISTING[:2]}, "etcd:privateSubnetIds"),
+    "a VPC id that is a name": ({**IN_VPC, "etcd:vpcId": "main"}, "etcd:vpcId"),
+    # Found only through the EC2 API at preview (the mocks answer as it would).
+    "a subnet of another VPC": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-0e1f2a3b4c5d6071c"]},
+                                "etcd:privateSubnetIds"),
+    "a subnet that does not exist": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-00000000"]},
+                                     "etcd:privateSubnetIds"),
+    "a VPC that does not exist": ({**IN_VPC, "etcd:vpcId": "vpc-00000000"}, "etcd:vpcId"),
+    "a VPC without DNS hostnames": ({**IN_VPC, "etcd:vpcId": "vpc-0c3d4e5f607182930"}, "etcd:vpcId"),
+    "two subnets in one zone": ({**IN_VPC, "etcd:privateSubnetIds": [*EXISTING[:2], "subnet-0d1e2f3a4b5c6071b"]},
+                                "etcd:privateSubnetIds"),
+    "a member address outside the subnets": ({**IN_VPC, "etcd:memberIps": ["10.50.0.10", "10.50.16.10", "10.50.33.10"]},
+                                             "etcd:memberIps"),
 }
 
 

@@ -123,6 +123,8 @@ class BastionArgs:
     ssh_public_key: str
     member_security_group: aws.ec2.SecurityGroup
     tags: Mapping[str, str]
+    # Its Elastic IP can be associated only once the VPC's internet gateway is attached.
+    internet_gateway: pulumi.Resource
 
 
 class Bastion(pulumi.ComponentResource):
@@ -167,7 +169,8 @@ class Bastion(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
         )
         address = aws.ec2.Eip(
-            name, domain="vpc", instance=self.instance.id, tags=tagged(tags, name), opts=child
+            name, domain="vpc", instance=self.instance.id, tags=tagged(tags, name),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.internet_gateway]),
         )
         self.security_group = group
         self.public_ip = address.public_ip

@@ -9,17 +9,14 @@ import pulumi
 import pulumi_aws as aws
 
 from etcd_stack.addressing import MemberPlan
+from etcd_stack.naming import domain
 from etcd_stack.tags import tagged
 
 MEMBER_TTL = 60
 
 
-def domain(cluster_name: str) -> str:
-    return f"{cluster_name}.internal"
-
-
-def client_endpoint(cluster_name: str) -> str:
-    return f"client.{domain(cluster_name)}"
+def client_endpoint(stack: str, cluster_name: str) -> str:
+    return f"client.{domain(stack, cluster_name)}"
 
 
 @dataclass(frozen=True)
@@ -28,8 +25,7 @@ class DnsArgs:
     client_endpoint: str
     vpc_id: pulumi.Input[str]
     members: Sequence[MemberPlan]
-    load_balancer_dns_name: pulumi.Input[str]
-    load_balancer_zone_id: pulumi.Input[str]
+    load_balancer_ips: Sequence[str]
     tags: Mapping[str, str]
 
 
@@ -57,16 +53,14 @@ class ClusterDns(pulumi.ComponentResource):
                 records=[member.ip],
                 opts=child,
             )
+        # The balancer's addresses are fixed and planned, so the name need not wait for the balancer to exist.
         aws.route53.Record(
             f"{name}-client",
             zone_id=zone.zone_id,
             name=args.client_endpoint,
             type="A",
-            aliases=[{
-                "name": args.load_balancer_dns_name,
-                "zone_id": args.load_balancer_zone_id,
-                "evaluate_target_health": True,
-            }],
+            ttl=MEMBER_TTL,
+            records=list(args.load_balancer_ips),
             opts=child,
         )
         self.zone_id = zone.zone_id

@@ -24,8 +24,8 @@ class LoadBalancerArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     members: Sequence[MemberPlan]
-    # The members' interfaces claim their fixed addresses before the balancer's nodes take any.
-    after: Sequence[pulumi.Resource]
+    # The balancer's own fixed address in each subnet (addressing.plan_load_balancer), apart from the members'.
+    addresses: Sequence[str]
     tags: Mapping[str, str]
 
 
@@ -40,10 +40,11 @@ class ClientLoadBalancer(pulumi.ComponentResource):
             name,
             internal=True,
             load_balancer_type="network",
-            subnets=list(args.subnet_ids),
+            subnet_mappings=[{"subnet_id": subnet, "private_ipv4_address": address}
+                             for subnet, address in zip(args.subnet_ids, args.addresses, strict=True)],
             enable_cross_zone_load_balancing=True,
             tags=tagged(args.tags, name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
+            opts=child,
         )
         targets = aws.lb.TargetGroup(
             name,

@@ -23,10 +23,11 @@ from etcd_stack.cloud.access import al2023_ami
 from etcd_stack.cloud.backup import METRIC_NAMESPACE, destination
 from etcd_stack.cloud.gates import GateArgs, MemberGate
 from etcd_stack.cloud.image import PinnedImage
-from etcd_stack.cloud.pki import MemberSecrets, ca_bundle_parameter
+from etcd_stack.cloud.pki import MemberSecrets
 from etcd_stack.config import CLUSTER_SIZES, architecture
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
+from etcd_stack.naming import ca_bundle_parameter
 from etcd_stack.tags import MEMBER_TAG, ROLE_TAG, tagged
 
 DATA_DEVICE = "/dev/sdf"
@@ -190,7 +191,7 @@ class EtcdMembers(pulumi.ComponentResource):
             region=args.region,
             key_parameter=f"{secrets.path}/key",
             cert_parameter=f"{secrets.path}/cert",
-            ca_parameter=ca_bundle_parameter(args.cluster.name),
+            ca_parameter=ca_bundle_parameter(args.stack, args.cluster.name),
             volume_id=volume_id,
         )
         return rendering.user_data(cluster, plan, Paths(), boot, ca_cert_pem)

@@ -1,17 +1,19 @@
-"""The network: VPC, a public and a private subnet per AZ, internet and NAT gateways, flow logs."""
+"""The network: VPC, a public and a private subnet per AZ, internet and NAT gateways, flow logs;
+or a VPC the user already has, read through the EC2 API."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from etcd_stack import config
 from etcd_stack.addressing import ZonePlan, plan_zones
 from etcd_stack.cloud.iam import policy, trust
-from etcd_stack.config import NatStrategy
+from etcd_stack.config import NatStrategy, StackConfig, SubnetFacts
 from etcd_stack.tags import tagged
 
 
@@ -35,6 +37,7 @@ class Network(pulumi.ComponentResource):
         super().__init__("etcd-aws:network:Network", name, None, opts)
         self._name = name
         self._tags = args.tags
+        self.cidr = args.cidr
         self.zones = plan_zones(args.cidr, args.availability_zones)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -62,6 +65,7 @@ class Network(pulumi.ComponentResource):
         gateway = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=self.vpc.id, tags=tagged(args.tags, f"{name}-igw"), opts=child
         )
+        self.internet_gateway = gateway
         public_table = self._route_table(f"{name}-public", gateway_id=gateway.id)
         for zone, subnet in zip(self.zones, self.public_subnets, strict=True):
             self._associate(f"{name}-public-{zone.index}", subnet, public_table)
@@ -172,6 +176,33 @@ class Network(pulumi.ComponentResource):
             tags=tagged(self._tags, name),
             opts=child,
         )
+
+
+@dataclass(frozen=True)
+class ExistingNetwork:
+    """A VPC the user already has (etcd:vpcId): its private subnets as the EC2 API describes them."""
+
+    vpc_id: str
+    cidr: ipaddress.IPv4Network
+    zones: tuple[ZonePlan, ...]
+    private_subnet_ids: list[str]
+    public_subnet_ids: list[str] = field(default_factory=list)
+    nat_gateways: list[aws.ec2.NatGateway] = field(default_factory=list)
+    internet_gateway: aws.ec2.InternetGateway | None = None
+
+
+def existing_network(cfg: StackConfig) -> ExistingNetwork:
+    """Reads the VPC and subnets from the EC2 API and checks them before anything is registered."""
+    vpc = config.look_up("etcd:vpcId", cfg.vpc_id, cfg.region, lambda vpc_id: aws.ec2.get_vpc(id=vpc_id))
+    facts = []
+    for subnet_id in cfg.private_subnet_ids:
+        subnet = config.look_up("etcd:privateSubnetIds", subnet_id, cfg.region,
+                                lambda subnet_id: aws.ec2.get_subnet(id=subnet_id))
+        facts.append(SubnetFacts(subnet_id, subnet.vpc_id, ipaddress.IPv4Network(subnet.cidr_block),
+                                 subnet.availability_zone))
+    config.check_existing_network(cfg, (vpc.enable_dns_support, vpc.enable_dns_hostnames), facts)
+    zones = tuple(ZonePlan(index, fact.availability_zone, fact.cidr) for index, fact in enumerate(facts))
+    return ExistingNetwork(cfg.vpc_id, ipaddress.IPv4Network(vpc.cidr_block), zones, list(cfg.private_subnet_ids))
 
 
 ZONE_COUNT = 3

@@ -18,6 +18,7 @@ from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import CaRotation
 from etcd_stack.member import certificates
 from etcd_stack.member.certificates import CertProfile
+from etcd_stack.naming import ca_bundle_parameter, parameter_path
 from etcd_stack.tags import tagged
 
 
@@ -27,6 +28,7 @@ class PkiArgs:
     members: Sequence[MemberPlan]
     client_endpoint: str
     tags: Mapping[str, str]
+    stack: str
     ca_generation: int = 1
     ca_rotation: CaRotation = CaRotation.NONE
 
@@ -51,14 +53,6 @@ class MemberSecrets:
 class Authority:
     key: tls.PrivateKey
     cert_pem: pulumi.Output[str]
-
-
-def parameter_path(cluster_name: str, member_name: str) -> str:
-    return f"/{cluster_name}/{member_name}/tls"
-
-
-def ca_bundle_parameter(cluster_name: str) -> str:
-    return f"/{cluster_name}/tls/ca-bundle"
 
 
 def _key(name: str, parent: pulumi.Resource) -> tls.PrivateKey:
@@ -89,7 +83,7 @@ class ClusterPki(pulumi.ComponentResource):
         self.operator = self._issue(f"{name}-operator", certificates.operator_profile(args.cluster_name))
         bundle = aws.ssm.Parameter(
             f"{name}-ca-bundle",
-            name=ca_bundle_parameter(args.cluster_name),
+            name=ca_bundle_parameter(args.stack, args.cluster_name),
             type="String",
             value=self.ca_cert_pem,
             description="etcd cluster CA certificates (PEM) the members trust",
@@ -97,7 +91,7 @@ class ClusterPki(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.member_secrets = [
-            self._store(f"{name}-{m.name}", parameter_path(args.cluster_name, m.name), issued, bundle)
+            self._store(f"{name}-{m.name}", parameter_path(args.stack, args.cluster_name, m.name), issued, bundle)
             for m, issued in zip(args.members, self.members, strict=True)
         ]
         self.register_outputs({"ca_cert_pem": self.ca_cert_pem})

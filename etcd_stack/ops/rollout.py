@@ -26,6 +26,7 @@ from pulumi.dynamic import (
 
 from etcd_stack import upgrade
 from etcd_stack.ops.gate import Clock, Gate, GatePolicy, Probe
+from etcd_stack.ops.probes import stack_probe
 
 BEFORE, AFTER, RETIRE = "before", "after", "retire"
 # Inputs whose change means the member is about to change, or has changed.
@@ -33,11 +34,14 @@ TRIGGERS = ("revision", "instance")
 
 
 class MemberGateProvider(ResourceProvider):
-    def __init__(self, probe_for: Callable[[Mapping[str, Any]], Probe], policy: GatePolicy | None = None,
-                 clock: Clock | None = None):
-        self.probe_for = probe_for
-        self.policy = policy or GatePolicy()
-        self.clock = clock or Clock()
+    # The engine gets this provider pickled into the stack's state: in production it holds nothing but None,
+    # and probes the stack through SSM; tests give it their own probes, policy and clock.
+    def __init__(self, probe_for: Callable[[Mapping[str, Any]], Probe] | None = None,
+                 policy: GatePolicy | None = None, clock: Clock | None = None):
+        self._probe_for, self._policy, self._clock = probe_for, policy, clock
+
+    def probe_for(self, props: Mapping[str, Any]) -> Probe:
+        return (self._probe_for or stack_probe)(props)
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
@@ -75,7 +79,7 @@ class MemberGateProvider(ResourceProvider):
         return ReadResult(id_=id_, outs={**props, "ran": ran})
 
     def _run(self, props: Mapping[str, Any], probe: Probe) -> None:
-        gate = Gate(probe, self.policy, self.clock)
+        gate = Gate(probe, self._policy or GatePolicy(), self._clock or Clock())
         member, planned = props["member"], list(props["members"])
         if props["phase"] == RETIRE:
             gate.retire(member, planned)

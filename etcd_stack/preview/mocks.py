@@ -51,6 +51,22 @@ def digest(*parts: str) -> str:
 # The zones the mocks answer for every region.
 ZONE_LETTERS = "abc"
 
+# An account's VPCs that exist before the stack (etcd:vpcId): id -> (CIDR, DNS hostnames on); and their
+# subnets: id -> (VPC, CIDR, zone letter). One subnet sits in another VPC, one shares a zone with another.
+EXISTING_VPCS = {
+    "vpc-0a1b2c3d4e5f60718": ("10.50.0.0/16", True),
+    # A default VPC as AWS makes it, and one made by hand without DNS hostnames (EC2's default).
+    "vpc-0b2c3d4e5f6071829": ("172.31.0.0/16", True),
+    "vpc-0c3d4e5f607182930": ("10.60.0.0/16", False),
+}
+EXISTING_SUBNETS = {
+    "subnet-0a1b2c3d4e5f60718": ("vpc-0a1b2c3d4e5f60718", "10.50.0.0/20", "a"),
+    "subnet-0b1c2d3e4f5a60719": ("vpc-0a1b2c3d4e5f60718", "10.50.16.0/20", "b"),
+    "subnet-0c1d2e3f4a5b6071a": ("vpc-0a1b2c3d4e5f60718", "10.50.32.0/24", "c"),
+    "subnet-0d1e2f3a4b5c6071b": ("vpc-0a1b2c3d4e5f60718", "10.50.48.0/20", "a"),
+    "subnet-0e1f2a3b4c5d6071c": ("vpc-0b2c3d4e5f6071829", "172.31.0.0/20", "c"),
+}
+
 
 def _private_key(inputs: dict[str, Any], field: str):
     return load_pem_private_key(reveal(inputs[field]).encode(), None)
@@ -63,8 +79,10 @@ def _pick(network: ipaddress.IPv4Network, seed: str) -> str:
 
 
 class StackMocks(pulumi.runtime.Mocks):
-    def __init__(self, region: str):
+    def __init__(self, region: str, stack: str = ""):
         self.region = region
+        # Pulumi's auto-names end in a random suffix, so a second stack never repeats the first's.
+        self.stack = stack
         self.not_before = certificates.start_of_year()
         self._subnet_cidrs: dict[str, ipaddress.IPv4Network] = {}
         self._eip_addresses: dict[str, str] = {}
@@ -85,9 +103,11 @@ class StackMocks(pulumi.runtime.Mocks):
             "tls:index/certRequest:CertRequest": self._tls_request,
             "tls:index/locallySignedCert:LocallySignedCert": self._tls_signed,
         }
-        self._calls: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        self._calls: dict[str, Callable[[dict[str, Any]], Any]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._availability_zones,
             "aws:ssm/getParameter:getParameter": self._ssm_parameter,
+            "aws:ec2/getVpc:getVpc": self._existing_vpc,
+            "aws:ec2/getSubnet:getSubnet": self._existing_subnet,
         }
 
     # --- resources --------------------------------------------------------------------------
@@ -107,7 +127,7 @@ class StackMocks(pulumi.runtime.Mocks):
         package, module_type = typ.split(":", 1)
         module = module_type.split("/", 1)[0]
         prefix = _EC2_PREFIXES.get(typ)
-        physical = inputs.get("name") or f"{name}-{digest(typ, name)[:7]}"
+        physical = inputs.get("name") or f"{name}-{digest(typ, name, self.stack)[:7]}"
         if prefix:
             resource_id = f"{prefix}-{digest(typ, name)[:17]}"
             arn = f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:{typ.rsplit(':', 1)[1].lower()}/{resource_id}"
@@ -170,7 +190,7 @@ class StackMocks(pulumi.runtime.Mocks):
             digest("mac", name)[i:i + 2] for i in range(0, 10, 2))}
 
     def _load_balancer(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
-        physical = f"{name[:20]}-{digest('lb', name)[:8]}"
+        physical = f"{name[:20]}-{digest('lb', name, self.stack)[:8]}"
         scheme = "internal-" if inputs.get("internal") else ""
         suffix = f"net/{physical}/{digest('lb-id', name)[:16]}"
         return {
@@ -182,11 +202,11 @@ class StackMocks(pulumi.runtime.Mocks):
         }
 
     def _target_group(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
-        suffix = f"targetgroup/{name[:20]}-{digest('tg', name)[:8]}/{digest('tg-id', name)[:16]}"
+        suffix = f"targetgroup/{name[:20]}-{digest('tg', name, self.stack)[:8]}/{digest('tg-id', name)[:16]}"
         return {"arn": f"arn:aws:elasticloadbalancing:{self.region}:{ACCOUNT_ID}:{suffix}", "arnSuffix": suffix}
 
     def _bucket(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
-        bucket = inputs.get("bucket") or f"{name}-{digest('bucket', name)[:12]}"
+        bucket = inputs.get("bucket") or f"{name}-{digest('bucket', name, self.stack)[:12]}"
         return {"bucket": bucket, "id": bucket, "arn": f"arn:aws:s3:::{bucket}",
                 "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com"}
 
@@ -245,7 +265,7 @@ class StackMocks(pulumi.runtime.Mocks):
 
     # --- provider functions -----------------------------------------------------------------
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any] | tuple[dict[str, Any], list]:
         handler = self._calls.get(args.token)
         if handler is None:
             raise NotImplementedError(f"the offline mocks do not answer {args.token}")
@@ -259,6 +279,28 @@ class StackMocks(pulumi.runtime.Mocks):
             "groupNames": [self.region] * len(ZONE_LETTERS),
             "state": "available",
         }
+
+    # A failed lookup answers as the provider does: the invoke fails with AWS's error, which the program sees.
+    def _existing_vpc(self, args: dict[str, Any]) -> dict[str, Any] | tuple[dict[str, Any], list]:
+        vpc_id = args["id"]
+        if vpc_id not in EXISTING_VPCS:
+            return {}, [("id", f"InvalidVpcID.NotFound: The vpc ID '{vpc_id}' does not exist")]
+        cidr, hostnames = EXISTING_VPCS[vpc_id]
+        return {"id": vpc_id, "cidrBlock": cidr, "state": "available", "default": cidr == "172.31.0.0/16",
+                "enableDnsSupport": True, "enableDnsHostnames": hostnames, "ownerId": ACCOUNT_ID,
+                "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:vpc/{vpc_id}"}
+
+    def _existing_subnet(self, args: dict[str, Any]) -> dict[str, Any] | tuple[dict[str, Any], list]:
+        subnet_id = args["id"]
+        if subnet_id not in EXISTING_SUBNETS:
+            return {}, [("id", f"InvalidSubnetID.NotFound: The subnet ID '{subnet_id}' does not exist")]
+        vpc_id, cidr, letter = EXISTING_SUBNETS[subnet_id]
+        network = ipaddress.IPv4Network(cidr)
+        return {"id": subnet_id, "vpcId": vpc_id, "cidrBlock": cidr, "availabilityZone": f"{self.region}{letter}",
+                "availabilityZoneId": self._zone_id(ZONE_LETTERS.index(letter)), "state": "available",
+                "availableIpAddressCount": network.num_addresses - 5, "mapPublicIpOnLaunch": False,
+                "defaultForAz": False, "ownerId": ACCOUNT_ID,
+                "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:subnet/{subnet_id}"}
 
     def _ssm_parameter(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["name"]

@@ -45,8 +45,10 @@ class Registered:
         return tuple(name for _, name in self.depends_on)
 
     def public(self) -> dict[str, Any]:
-        """The inventory entry: secret values replaced by a marker."""
-        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": redact(self.inputs)}
+        """The inventory entry: secret values replaced by a marker; what it waits for, explicitly or through
+        its inputs (the SDK awaits both before registering it)."""
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": redact(self.inputs),
+                "dependencies": [{"type": typ, "name": name} for typ, name in self.depends_on]}
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def _own_event_loops() -> Iterator[None]:
 def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__main__.py") -> OfflineRun:
     """Validates the config, then runs the program under the mocks. A ConfigError leaves nothing registered."""
     stack_config = config.load(raw, stack)
-    monitor = RecordingMonitor(StackMocks(stack_config.region))
+    monitor = RecordingMonitor(StackMocks(stack_config.region, stack))
     outputs, secret_outputs = execute(raw, stack, monitor, program)
     ordered = sorted(monitor.registered, key=lambda r: (r.name, r.type))
     return OfflineRun(config=stack_config, resources=ordered, outputs=outputs, secret_outputs=secret_outputs)

@@ -150,3 +150,11 @@ def test_members_may_reach_out_through_nat(stack):
     members = group(stack, "etcd-access-members")
     (rule,) = [r.inputs for r in stack.of_type(EGRESS) if r.inputs["securityGroupId"] == members.id]
     assert rule["ipProtocol"] == "-1" and rule["cidrIpv4"] == "0.0.0.0/0"
+
+
+def test_the_bastion_address_is_associated_only_once_the_internet_gateway_is_attached(stack):
+    address = stack.named("etcd-bastion", "aws:ec2/eip:Eip")
+    (gateway,) = stack.of_type("aws:ec2/internetGateway:InternetGateway")
+    assert address.inputs["instance"] == stack.named("etcd-bastion", INSTANCE).id
+    # The SDK registers the address only after the gateway's step is done (depends_on is awaited).
+    assert ("aws:ec2/internetGateway:InternetGateway", gateway.name) in address.depends_on

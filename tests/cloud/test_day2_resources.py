@@ -217,7 +217,7 @@ def test_a_ca_move_trusts_both_cas_before_the_new_one_issues(generation, rotatio
     bundle = run.outputs["caCertPem"]
     assert [s.split("CN=")[1].split(",")[0] for s in subjects(bundle)] == trusted
     parameter = run.named("etcd-pki-ca-bundle", "aws:ssm/parameter:Parameter")
-    assert parameter.inputs["name"] == "/etcd/tls/ca-bundle"
+    assert parameter.inputs["name"] == "/etcd-aws/test/etcd/tls/ca-bundle"
     for member in ("etcd-0", "etcd-1", "etcd-2", "operator"):
         assert f"CN={issuer}" in issuer_of(run, member)
     cas = run.of_type("tls:index/selfSignedCert:SelfSignedCert")

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from etcd_stack.config import reserved
 from etcd_stack.preview import offline
 from etcd_stack.preview.wire import reveal
 from tests.conftest import user_data_of, written_file
@@ -146,7 +147,7 @@ def test_member_certificates_chain_to_the_ca_and_name_the_member(static):
         cert.verify_directly_issued_by(ca)
         dns_names, ips = sans(cert)
         assert ips == {interface_of(static, instance).state["privateIp"], "127.0.0.1"}
-        assert dns_names == {member["dnsName"], "client.etcd.internal", "localhost"}
+        assert dns_names == {member["dnsName"], "client.etcd.test.internal", "localhost"}
         assert records[member["dnsName"]] == [member["ip"]]
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert set(usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -176,8 +177,8 @@ def test_member_key_and_certificate_sit_in_ssm_under_the_member_path(static):
     for member in static.outputs["members"]:
         key = static.named(f"etcd-pki-{member['name']}-key", PARAMETER)
         cert = static.named(f"etcd-pki-{member['name']}-cert", PARAMETER)
-        assert key.inputs["name"] == f"/etcd/{member['name']}/tls/key"
-        assert cert.inputs["name"] == f"/etcd/{member['name']}/tls/cert"
+        assert key.inputs["name"] == f"/etcd-aws/test/etcd/{member['name']}/tls/key"
+        assert cert.inputs["name"] == f"/etcd-aws/test/etcd/{member['name']}/tls/cert"
         assert key.inputs["type"] == cert.inputs["type"] == "SecureString"
         private = load_pem_private_key(reveal(key.inputs["value"]).encode(), None)
         public = certificate(reveal(cert.inputs["value"])).public_key()
@@ -198,7 +199,8 @@ def test_each_member_may_read_only_its_own_secrets(static):
         role = static.named(f"etcd-access-{index}", "aws:iam/role:Role")
         assert static.named(f"etcd-etcd-{index}-read-tls", "aws:iam/rolePolicy:RolePolicy").inputs["role"] == role.id
         for name, arn in parameters.items():
-            readable = name.startswith(f"/etcd/etcd-{index}/") or name == "/etcd/tls/ca-bundle"
+            readable = (name.startswith(f"/etcd-aws/test/etcd/etcd-{index}/")
+                        or name == "/etcd-aws/test/etcd/tls/ca-bundle")
             assert _allows(policy, arn) == readable, (index, name)
         assert {s["Action"] for s in policy["Statement"]} == {"ssm:GetParameter"}
 
@@ -254,8 +256,8 @@ def test_the_bootstrap_script_fetches_the_member_own_parameters(static):
     for instance in members_of(static):
         name = instance.inputs["tags"]["etcd-member"]
         script = written_file(user_data_of(instance), "/usr/local/sbin/etcd-bootstrap")
-        assert f"readonly KEY_PARAMETER=/etcd/{name}/tls/key" in script
-        assert f"readonly CERT_PARAMETER=/etcd/{name}/tls/cert" in script
+        assert f"readonly KEY_PARAMETER=/etcd-aws/test/etcd/{name}/tls/key" in script
+        assert f"readonly CERT_PARAMETER=/etcd-aws/test/etcd/{name}/tls/cert" in script
         assert "readonly SHA256_AMD64=ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5" in script
 
 
@@ -268,7 +270,7 @@ def test_the_load_balancer_is_internal_tcp_with_an_http_health_check(static):
     private = sorted(s.id for s in static.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["tier"] == "private")
     assert balancer.inputs["internal"] is True and balancer.inputs["loadBalancerType"] == "network"
     assert balancer.inputs["enableCrossZoneLoadBalancing"] is True
-    assert sorted(balancer.inputs["subnets"]) == private
+    assert sorted(m["subnetId"] for m in balancer.inputs["subnetMappings"]) == private
     assert (group.inputs["port"], group.inputs["protocol"], group.inputs["targetType"]) == (2379, "TCP", "ip")
     health = group.inputs["healthCheck"]
     assert (health["protocol"], health["port"], health["path"], health["matcher"]) == ("HTTP", "2381", "/health", "200")
@@ -284,23 +286,38 @@ def test_every_member_is_a_target_by_its_fixed_address(static):
     assert {(a.inputs["targetGroupArn"], a.inputs["port"]) for a in attachments} == {(group.state["arn"], 2379)}
 
 
-def test_instances_never_wait_for_the_load_balancer_or_nat(static):
+def test_the_load_balancer_has_fixed_addresses_in_the_private_subnets_apart_from_every_member(static):
     (balancer,) = static.of_type("aws:lb/loadBalancer:LoadBalancer")
-    assert {i.name for i in static.of_type(ENI)} <= set(balancer.dependencies)
+    members = {member["ip"] for member in static.outputs["members"]}
+    mappings = balancer.inputs["subnetMappings"]
+    assert len(mappings) == 3
+    for mapping in mappings:
+        subnet = ipaddress.IPv4Network(static.by_id(mapping["subnetId"]).inputs["cidrBlock"])
+        address = ipaddress.IPv4Address(mapping["privateIpv4Address"])
+        assert address in subnet and address not in reserved(subnet)
+        assert str(address) not in members
+
+
+def test_neither_the_load_balancer_nor_the_instances_wait_for_each_other_or_nat(static):
+    (balancer,) = static.of_type("aws:lb/loadBalancer:LoadBalancer")
+    waited = set(balancer.dependencies)
+    assert not waited & {r.name for r in [*static.of_type(ENI), *static.of_type(INSTANCE)]}
+    assert waited <= {r.name for r in static.of_type("aws:ec2/subnet:Subnet")}
     for instance in members_of(static):
         assert not {"etcd-client", "etcd-nat-0"} & set(instance.dependencies)
 
 
-def test_names_resolve_inside_the_vpc_and_the_client_name_aliases_the_balancer(static):
+def test_names_resolve_inside_the_vpc_and_the_client_name_points_at_the_balancer(static):
     (zone,) = static.of_type("aws:route53/zone:Zone")
     (balancer,) = static.of_type("aws:lb/loadBalancer:LoadBalancer")
-    assert zone.inputs["name"] == "etcd.internal"
+    assert zone.inputs["name"] == "etcd.test.internal"
     assert zone.inputs["vpcs"] == [{"vpcId": static.of_type("aws:ec2/vpc:Vpc")[0].id}]
     client = static.named("etcd-dns-client", RECORD)
-    assert client.inputs["name"] == "client.etcd.internal" and client.inputs["type"] == "A"
-    assert client.inputs["aliases"] == [{"name": balancer.state["dnsName"], "zoneId": balancer.state["zoneId"],
-                                         "evaluateTargetHealth": True}]
-    assert static.outputs["clientEndpoint"] == "https://client.etcd.internal:2379"
+    assert client.inputs["name"] == "client.etcd.test.internal" and client.inputs["type"] == "A"
+    balancer_ips = sorted(m["privateIpv4Address"] for m in balancer.inputs["subnetMappings"])
+    assert sorted(client.inputs["records"]) == balancer_ips
+    assert "etcd-client" not in client.dependencies
+    assert static.outputs["clientEndpoint"] == "https://client.etcd.test.internal:2379"
     assert static.outputs["loadBalancerDnsName"] == balancer.state["dnsName"]
 
 
@@ -310,5 +327,5 @@ def test_outputs_hand_the_operator_working_etcdctl_commands(static):
     health = next(c for c in commands if c.endswith("endpoint health"))
     for member in static.outputs["members"]:
         assert f"https://{member['dnsName']}:2379" in health
-    assert any("--endpoints https://client.etcd.internal:2379" in c and c.endswith("member list --write-out table")
+    assert any("--endpoints https://client.etcd.test.internal:2379" in c and c.endswith("member list --write-out table")
                for c in commands)

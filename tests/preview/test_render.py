@@ -46,8 +46,9 @@ def test_render_of_the_dev_stack_writes_the_inventory(dev_render):
     assert len(inventory) > 40
     names = {entry["name"] for entry in inventory}
     for entry in inventory:
-        assert set(entry) == {"type", "name", "parent", "inputs"}
+        assert set(entry) == {"type", "name", "parent", "inputs", "dependencies"}
         assert entry["parent"] is None or entry["parent"] in names
+        assert all(dependency["name"] in names for dependency in entry["dependencies"])
     vpc = next(e for e in inventory if e["type"] == "aws:ec2/vpc:Vpc")
     assert vpc["inputs"]["cidrBlock"] == "10.0.0.0/16" and vpc["parent"] == "etcd"
 
@@ -171,3 +172,20 @@ class TestMocksAreRealistic:
         vpc = run.of_type("aws:ec2/vpc:Vpc")[0]
         assert vpc.state["arn"] == f"arn:aws:ec2:ap-southeast-2:123456789012:vpc/{vpc.id}"
         assert vpc.id.startswith("vpc-") and len(vpc.id) == len("vpc-") + 17
+
+
+def test_each_inventory_row_lists_what_it_waits_for_explicitly_and_through_inputs(dev_render):
+    _, out = dev_render
+    rows = {(row["type"], row["name"]): row for row in json.loads((out / "inventory.json").read_text())}
+    instance = rows[("aws:ec2/instance:Instance", "etcd-etcd-0")]
+    waits = {(dep["type"], dep["name"]) for dep in instance["dependencies"]}
+    # Through its inputs: the interface and the instance profile; explicitly: the read grant and its gate.
+    assert {("aws:ec2/networkInterface:NetworkInterface", "etcd-etcd-0"),
+            ("aws:iam/instanceProfile:InstanceProfile", "etcd-access-0"),
+            ("aws:iam/rolePolicy:RolePolicy", "etcd-etcd-0-read-tls"),
+            ("pulumi-python:dynamic:Resource", "etcd-etcd-0-before")} <= waits
+    assert instance["parent"] == "etcd-etcd"
+    # The gate waits for the cluster record, through the input that says whether the cluster runs.
+    gate = rows[("pulumi-python:dynamic:Resource", "etcd-etcd-0-before")]
+    assert {"type": "pulumi-python:dynamic:Resource", "name": "etcd-version"} in gate["dependencies"]
+    assert rows[("aws:ec2/vpc:Vpc", "etcd-vpc")]["dependencies"] == []
