@@ -127,10 +127,19 @@ def status(transport: Transport, report: Report) -> bool:
         report(f"{row.name:8} {row.health:26} {role:9} {_shown(row.raft_term):>9} {_shown(row.raft_index):>10} "
                f"{_shown(row.db_size):>10}")
     answering = [row.name for row in rows if row.member_id is not None]
+    absent = []
     if answering:
+        # Members etcd counts that no running instance (or sandbox member) stands for.
+        listed = run_script(transport, answering[0], "etcd-ctl", "member", "list", "--write-out", "json",
+                            deadline_s=QUICK_S).stdout
+        known = set(transport.members())
+        absent = [m.get("name") or f"{m['ID']:x}" for m in _json(listed, answering[0], "etcd-ctl member list")
+                  .get("members", []) if m.get("name") not in known]
+        for name in absent:
+            report(f"{name:8} {'- no running member answers for it':26}")
         alarms = run_script(transport, answering[0], "etcd-ctl", "alarm", "list", deadline_s=QUICK_S).stdout.strip()
         report(f"alarms: {alarms or 'none'}")
-    return all(row.healthy for row in rows)
+    return all(row.healthy for row in rows) and not absent
 
 
 def _shown(value: int | None) -> str:

@@ -358,7 +358,18 @@ def test_defrag_refuses_while_a_member_is_down_and_runs_only_on_the_leader(make_
     follower = next(m for m in box.members if m.name != head)
     said = box.run_script(follower, "etcd-defrag")
     assert f"etcd-defrag: {follower.name} is not the leader: {head} defragments the cluster" in said
+    # With no lag allowed at all every member counts as behind: the leader refuses before defragmenting any.
+    before = database_bytes(box)
+    with pytest.raises(SandboxError, match=r"etcd-defrag: refused: etcd-\d is behind \(raft index \d+, the leader"):
+        box.run_script(box.member(head), "etcd-defrag", env={"ETCD_DEFRAG_MAX_LAG": "-1"})
+    assert database_bytes(box) == before
     box.stop(follower)
+    shown = etcd_stack("status", "--sandbox", str(box.directory))
+    assert shown.returncode == 1
+    rows = {line.split()[0]: line for line in shown.stdout.splitlines()[1:]}
+    assert rows[follower.name].split() == [follower.name, "-", "not", "listening", "-", "-", "-", "-"]
+    assert rows[head].split()[1:4] == ["200", "healthy", "leader"]
+    assert rows["alarms:"] == "alarms: none"
     result = etcd_stack("defrag", "--sandbox", str(box.directory))
     assert result.returncode == 1
     assert result.stderr.startswith(f"etcd-stack defrag: {follower.name} is unhealthy (- not listening)")

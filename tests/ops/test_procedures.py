@@ -32,6 +32,8 @@ class Recorded:
     fail: dict[str, tuple[str, str]] = field(default_factory=dict)
     asked: list[tuple[str, str]] = field(default_factory=list)
     where: str = "recorded"
+    # Members etcd counts beyond those the transport reaches.
+    extra: tuple[str, ...] = ()
 
     def members(self) -> list[str]:
         return ["etcd-0", "etcd-1", "etcd-2"]
@@ -56,6 +58,9 @@ class Recorded:
             index = int(member[-1])
             stdout = json.dumps([{"Endpoint": "e", "Status": {"header": {"member_id": index}, "leader": 1,
                                                               "raftTerm": 2, "raftIndex": 9, "dbSize": 1}}])
+        elif text.startswith("etcd-ctl member list"):
+            stdout = json.dumps({"members": [{"ID": 100 + i, "name": name}
+                                             for i, name in enumerate([*self.members(), *self.extra])]})
         elif text == "etcd-snapshots":
             stdout = f"{SNAPSHOT} 20512\n"
         elif text == "etcd-backup":
@@ -145,6 +150,16 @@ def test_defrag_runs_on_the_leader_and_reports_each_member():
     procedures.defrag(via, report=said.append)
     assert via.changes() == [("etcd-1", "etcd-defrag")]
     assert said == [f"  {m}  900 -> 300 bytes, healthy and caught up" for m in ("etcd-0", "etcd-2", "etcd-1")]
+
+
+def test_status_shows_each_member_and_one_etcd_counts_without_a_running_instance():
+    said = []
+    assert procedures.status(Recorded(), report=said.append)
+    assert said[1:] == [f"etcd-{i}   200 healthy                {role:9} {2:>9} {9:>10} {1:>10}"
+                        for i, role in enumerate(["follower", "leader", "follower"])] + ["alarms: none"]
+    said = []
+    assert not procedures.status(Recorded(extra=("etcd-3",)), report=said.append)
+    assert "etcd-3   - no running member answers for it" in said
 
 
 # --- the command line's exit codes ----------------------------------------------------------------
