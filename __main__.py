@@ -11,11 +11,12 @@ from etcd_stack.cloud.backup import BackupArgs, BackupBucket, destination
 from etcd_stack.cloud.discovery import DiscoveryToken
 from etcd_stack.cloud.dns import ClusterDns, DnsArgs
 from etcd_stack.cloud.gates import DeployedVersion
+from etcd_stack.cloud.keys import Reader, StackKey, StackKeyArgs, deployer
 from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones
 from etcd_stack.cloud.outputs import etcdctl_commands
-from etcd_stack.cloud.pki import ClusterPki, PkiArgs
+from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, parameter_root
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
@@ -54,10 +55,24 @@ if cfg.bastion:
         ),
     )
 
+account, deployer_arn = deployer()
+stack_key = StackKey(
+    f"{name}-secrets",
+    StackKeyArgs(
+        alias=f"alias/{name}-{cfg.stack}-secrets",
+        region=cfg.region,
+        account=account,
+        deployer_arn=deployer_arn,
+        parameter_root=parameter_root(name),
+        readers=[Reader(role.arn, member_parameters(name, m.name)) for role, m in zip(access.roles, members, strict=True)],
+        tags=tags,
+    ),
+)
 pki = ClusterPki(
     f"{name}-pki",
     PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags,
-            ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation),
+            region=cfg.region, account=account, key_arn=stack_key.arn,
+            ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation, key_generation=cfg.key_generation),
 )
 
 backups = BackupBucket(

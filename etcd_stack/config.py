@@ -103,6 +103,7 @@ class StackConfig:
     ca_generation: int
     ca_rotation: CaRotation
     tags: tuple[tuple[str, str], ...]
+    key_generation: int
 
     @property
     def common_tags(self) -> dict[str, str]:
@@ -388,6 +389,8 @@ KEYS: tuple[Key, ...] = (
         "Stage of a CA move: `trust-new`, then `issue-new`, then `none` again"),
     Key("tags", "tags", _tags, "{}",
         "Tags added to every AWS resource"),
+    Key("keyGeneration", "key_generation", _integer(1, 1000), "1",
+        "Which private keys the members and the operator hold; raise it by one to replace every key"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
