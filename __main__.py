@@ -64,7 +64,8 @@ stack_key = StackKey(
         account=account,
         deployer_arn=deployer_arn,
         parameter_root=parameter_root(name),
-        readers=[Reader(role.arn, member_parameters(name, m.name)) for role, m in zip(access.roles, members, strict=True)],
+        readers=[Reader(role.arn, member_parameters(name, m.name))
+                 for role, m in zip(access.roles, members, strict=True)],
         tags=tags,
     ),
 )

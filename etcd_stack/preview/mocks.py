@@ -108,7 +108,8 @@ class StackMocks(pulumi.runtime.Mocks):
         extra = self._resources.get(args.typ)
         if extra is not None:
             state.update(extra(args.name, inputs, resource_id))
-        return resource_id, {**inputs, **state}
+        # Some ids are not derived from the name: a bucket's is its name, a KMS key's a UUID.
+        return state.get("id", resource_id), {**inputs, **state}
 
     def _identity(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Id, ARN and the physical name Pulumi's auto-naming would give."""
@@ -206,8 +207,10 @@ class StackMocks(pulumi.runtime.Mocks):
                 "nameServers": [f"ns-{i}.awsdns-00.com" for i in range(4)]}
 
     def _parameter(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
-        # SSM names a parameter by its full name, and its ARN ends with that name (leading slash included).
-        return {"id": inputs["name"], "arn": parameter_arn(self.region, ACCOUNT_ID, inputs["name"]), "version": 1}
+        # The ARN ends with the parameter's full name; a name outside any hierarchy gets a slash before it.
+        full = inputs.get("name") or f"{name}-{digest('parameter', name)[:7]}"
+        path = full if full.startswith("/") else f"/{full}"
+        return {"id": full, "name": full, "arn": parameter_arn(self.region, ACCOUNT_ID, path), "version": 1}
 
     def _kms_key(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
         key_id = str(uuid.UUID(digest("kms-key", name)[:32]))
