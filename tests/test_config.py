@@ -175,6 +175,8 @@ BAD = {
     "tag long": ({"tags": {"team": "x" * 257}}, "etcd:tags.team", "at most 256"),
     "cluster name": ({"clusterName": "Etcd_Prod"}, "etcd:clusterName", "lowercase letters"),
     "cluster name long": ({"clusterName": "a" * 17}, "etcd:clusterName", "2 to 16"),
+    "key generation zero": ({"keyGeneration": 0}, "etcd:keyGeneration", "from 1 to 1000"),
+    "key generation word": ({"keyGeneration": "next"}, "etcd:keyGeneration", "whole number"),
 }
 
 
