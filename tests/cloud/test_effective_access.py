@@ -222,3 +222,11 @@ def test_an_operator_the_evaluator_does_not_know_is_refused_not_guessed():
                  "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}}
     with pytest.raises(NotImplementedError):
         allowed(Request(_principal(statement), "s3:GetObject", "x", {"aws:CurrentTime": "2030-01-01T00:00:00Z"}))
+
+
+def test_the_key_rotates_and_its_alias_carries_the_cluster_and_the_stack(run):
+    (key,) = run.of_type("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    (alias,) = run.of_type("aws:kms/alias:Alias")
+    # Alias names are unique per account and region: two stacks must not collide.
+    assert alias.inputs == {"name": "alias/etcd-test-secrets", "targetKeyId": key.id}
