@@ -290,6 +290,9 @@ class StackMocks(pulumi.runtime.Mocks):
 
     def _session_context(self, args: dict[str, Any]) -> dict[str, Any]:
         arn = args["arn"]
+        if ":assumed-role/" not in arn:
+            # A user (or the root user) is its own issuer.
+            return {"id": arn, "arn": arn, "issuerArn": arn}
         role, _, session = arn.split(":assumed-role/", 1)[1].partition("/")
         return {"id": arn, "arn": arn, "issuerArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}",
                 "issuerId": f"AROA{digest('deployer')[:17].upper()}", "issuerName": role, "sessionName": session}

@@ -222,7 +222,10 @@ class StackAccess:
         return any(allowed(Request(principal, action, resource)) for action, resource in self.read_routes(secret))
 
     def can_decrypt(self, principal: Principal, secret: Secret) -> bool:
-        """kms:Decrypt as SSM makes it on the caller's behalf: through SSM, with the parameter's ARN as context."""
+        return self.can_use_key(principal, secret, "kms:Decrypt")
+
+    def can_use_key(self, principal: Principal, secret: Secret, action: str) -> bool:
+        """A KMS call as SSM makes it on the caller's behalf: through SSM, with the parameter's ARN as context."""
         if secret.key_arn is None:
             key_arn = f"arn:aws:kms:{self.region}:{self.account}:key/aws-ssm-default"
             key_policy = vendored("aws-ssm-key-policy", ACCOUNT=self.account, REGION=self.region)
@@ -230,7 +233,7 @@ class StackAccess:
             key_arn, key_policy = secret.key_arn, self.key_policies[secret.key_arn]
         context = {"kms:ViaService": f"ssm.{self.region}.amazonaws.com", "kms:CallerAccount": principal.account,
                    "kms:EncryptionContext:PARAMETER_ARN": secret.arn}
-        return allowed(Request(principal, "kms:Decrypt", key_arn, context), key_policy, kms=True)
+        return allowed(Request(principal, action, key_arn, context), key_policy, kms=True)
 
     def can_read_and_decrypt(self, principal: Principal, secret: Secret) -> bool:
         return self.can_read(principal, secret) and self.can_decrypt(principal, secret)

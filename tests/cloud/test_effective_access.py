@@ -101,6 +101,17 @@ def test_the_deployer_reads_and_decrypts_every_parameter_through_ssm_only(access
         key.state["arn"]], kms=True), "outside SSM the deployer cannot decrypt"
 
 
+def test_only_the_deployer_can_encrypt_a_new_ca_bundle_or_key(access):
+    # Writing a SecureString needs kms:Encrypt under the parameter's context: whoever cannot encrypt
+    # cannot choose whom members trust.
+    writers = [*(access.role(role) for role in [*MEMBERS, "etcd-bastion"]),
+               access.other_principal("someone-elses-instance", CORE), access.other_principal("administrator", ADMIN)]
+    for name in ["/etcd/tls/ca-bundle", *KEYS]:
+        assert [p.arn for p in writers if access.can_use_key(p, access.secrets[name], "kms:Encrypt")] == [], name
+        assert access.can_use_key(access.other_principal(mocks.DEPLOYER_ROLE, ADMIN), access.secrets[name],
+                                  "kms:Encrypt")
+
+
 def test_a_member_cannot_decrypt_its_own_key_outside_ssm(access, run):
     member = access.role(MEMBERS[0])
     key_arn = run.of_type("aws:kms/key:Key")[0].state["arn"]
