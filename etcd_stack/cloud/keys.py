@@ -56,7 +56,8 @@ def deployer() -> tuple[str, str]:
     """The account and the principal ARN (a role's ARN for an assumed role) of whoever runs the program."""
     caller = aws.get_caller_identity()
     # aws:PrincipalArn is the role's ARN for a role session, not the session's STS ARN (IAM user guide,
-    # global condition context keys); getSessionContext gives the issuer, and a user's own ARN unchanged.
+    # global condition context keys); getSessionContext gives the issuer (with its path, which costs the
+    # deployer iam:GetRole on its own role: hashicorp/terraform-provider-aws#19957), a user's ARN unchanged.
     return caller.account_id, aws.iam.get_session_context(arn=caller.arn).issuer_arn
 
 
