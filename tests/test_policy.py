@@ -260,7 +260,8 @@ def test_the_pack_holds_one_mandatory_policy_per_control():
 
 
 @pytest.mark.parametrize("name", ["ec2-6-vpc-flow-logs-enabled", "ec2-8-imdsv2-required",
-                                  "cis-etcd-2-2-client-cert-auth"])
+                                  "cis-etcd-2-2-client-cert-auth", "iam-no-parameter-reads-on-everything",
+                                  "ssm-securestrings-under-the-stack-key", "ssm-1-instances-managed-by-ssm"])
 def test_the_pack_reports_what_the_control_finds(stack, name):
     policy = next(p for p in pack.policies() if p.name == name)
     assert run_policy(policy, stack) == []
