@@ -201,9 +201,9 @@ class ClusterPki(pulumi.ComponentResource):
                read_policy: str) -> MemberSecrets:
         key_name, cert_name, _ = member_parameters(self._args.cluster_name, member_name)
         # SSM keeps a parameter's earlier versions, values included, and GetParameter reads them by version
-        # (name:N); deleting the parameter deletes its history. A new key therefore replaces the parameter,
-        # deleting the old one first (same name: the member's scripts and the key policy keep naming it).
-        fresh = pulumi.ResourceOptions(replace_on_changes=["value"], delete_before_replace=True)
+        # (name:N); deleting the parameter deletes its history. A new key (or a new KMS key under it) therefore
+        # replaces the parameter, deleting the old one first (same name: the scripts and the key policy keep it).
+        fresh = pulumi.ResourceOptions(replace_on_changes=["value", "keyId"], delete_before_replace=True)
         return MemberSecrets(
             path=parameter_path(self._args.cluster_name, member_name),
             key=self._parameter(f"{name}-key", key_name, issued.private_key_pem, "etcd member private key (PEM)",

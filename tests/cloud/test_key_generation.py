@@ -53,7 +53,8 @@ def test_a_key_parameter_is_replaced_old_one_deleted_first_when_its_key_changes(
     # deleting the parameter takes its history with it. Certificates and the bundle are public: updated.
     for parameter in generations[1].of_type(PARAMETER):
         if parameter.inputs["name"].endswith("/key"):
-            assert parameter.replace_on_changes == ("value",) and parameter.delete_before_replace, parameter.name
+            assert parameter.replace_on_changes == ("value", "keyId") and parameter.delete_before_replace, (
+                parameter.name)
         else:
             assert parameter.replace_on_changes == () and not parameter.delete_before_replace, parameter.name
 
