@@ -108,6 +108,8 @@ def test_only_the_deployer_can_encrypt_a_new_ca_bundle_or_key(access):
                access.other_principal("someone-elses-instance", CORE), access.other_principal("administrator", ADMIN)]
     for name in ["/etcd/tls/ca-bundle", *KEYS]:
         assert [p.arn for p in writers if access.can_use_key(p, access.secrets[name], "kms:Encrypt")] == [], name
+        # Nor may an instance overwrite the parameter at all.
+        assert [p.arn for p in writers[:4] if allowed(Request(p, "ssm:PutParameter", access.secrets[name].arn))] == []
         assert access.can_use_key(access.other_principal(mocks.DEPLOYER_ROLE, ADMIN), access.secrets[name],
                                   "kms:Encrypt")
 
