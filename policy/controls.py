@@ -230,7 +230,7 @@ def no_parameter_reads_on_everything(r: Resource) -> list[str]:
 
 
 def secrets_under_the_stack_key(resources: Sequence[Resource]) -> list[str]:
-    keys = _of(resources, "aws:kms/key:Key")
+    keys = [*_of(resources, "aws:kms/key:Key"), *_of(resources, "aws:kms/alias:Alias")]
     found = []
     for parameter in _of(resources, "aws:ssm/parameter:Parameter"):
         kind, value = parameter.props.get("type"), parameter.props.get("value")
