@@ -16,7 +16,7 @@ from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones
 from etcd_stack.cloud.outputs import etcdctl_commands
-from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, parameter_root
+from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, no_read_policy, parameter_root
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
@@ -39,6 +39,7 @@ access = MemberAccess(
     f"{name}-access",
     MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, tags=tags),
 )
+account, deployer_arn = deployer()
 bastion = None
 if cfg.bastion:
     bastion = Bastion(
@@ -52,10 +53,10 @@ if cfg.bastion:
             ssh_public_key=cfg.ssh_public_key,
             member_security_group=access.security_group,
             tags=tags,
+            parameter_policy=no_read_policy(cfg.region, account, name),
         ),
     )
 
-account, deployer_arn = deployer()
 stack_key = StackKey(
     f"{name}-secrets",
     StackKeyArgs(

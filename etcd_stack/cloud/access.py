@@ -123,6 +123,8 @@ class BastionArgs:
     ssh_public_key: str
     member_security_group: aws.ec2.SecurityGroup
     tags: Mapping[str, str]
+    # Its role's inline policy denying every read of the cluster's parameters (pki.no_read_policy).
+    parameter_policy: str
 
 
 class Bastion(pulumi.ComponentResource):
@@ -150,7 +152,8 @@ class Bastion(pulumi.ComponentResource):
                  group.id, tags, self)
 
         key = aws.ec2.KeyPair(name, public_key=args.ssh_public_key, tags=tagged(tags, name), opts=child)
-        _, profile = instance_role(name, tags, self)
+        role, profile = instance_role(name, tags, self)
+        aws.iam.RolePolicy(f"{name}-no-tls", role=role.id, policy=args.parameter_policy, opts=child)
         self.instance = aws.ec2.Instance(
             name,
             ami=al2023_ami(args.instance_type),

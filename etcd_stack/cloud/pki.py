@@ -7,7 +7,7 @@ carries only the CA certificate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -86,6 +86,17 @@ def _ancestors(path: str) -> list[str]:
     return ["/", *("/" + "/".join(parts[:end]) for end in range(1, len(parts) + 1))]
 
 
+def _never_read(arn: Callable[[str], str], trees: Sequence[str]) -> list[dict[str, object]]:
+    """Explicit denies of every way to read a parameter under any of `trees`: by name, by version, by path."""
+    listed = sorted({path for tree in trees for path in _ancestors(tree)})
+    return [
+        {"Sid": "NeverReadThese", "Effect": "Deny", "Action": list(iam.PARAMETER_READS),
+         "Resource": sorted(arn(f"{tree}/*") for tree in trees)},
+        {"Sid": "NeverListThese", "Effect": "Deny", "Action": iam.PATH_READ,
+         "Resource": sorted({*map(arn, listed), *(arn(f"{tree}/*") for tree in trees)})},
+    ]
+
+
 def member_read_policy(region: str, account: str, cluster_name: str, member_names: Sequence[str], index: int) -> str:
     """Member `index` reads its own parameters, and is explicitly denied every way to another member's.
 
@@ -96,14 +107,16 @@ def member_read_policy(region: str, account: str, cluster_name: str, member_name
 
     own = member_parameters(cluster_name, member_names[index])
     others = [parameter_path(cluster_name, name) for i, name in enumerate(member_names) if i != index]
-    listed = sorted({path for other in others for path in _ancestors(other)})
     return iam.policy(
         {"Sid": "ReadOwnTls", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": sorted(map(arn, own))},
-        {"Sid": "NeverOtherMembersTls", "Effect": "Deny", "Action": list(iam.PARAMETER_READS),
-         "Resource": sorted(arn(f"{path}/*") for path in others)},
-        {"Sid": "NeverListOtherMembersTls", "Effect": "Deny", "Action": iam.PATH_READ,
-         "Resource": sorted(map(arn, listed))},
+        *_never_read(arn, others),
     )
+
+
+def no_read_policy(region: str, account: str, cluster_name: str) -> str:
+    """For an instance that reads none of the cluster's parameters (the bastion), whatever else it is given."""
+    return iam.policy(*_never_read(lambda name: iam.parameter_arn(region, account, name),
+                                   [parameter_root(cluster_name)]))
 
 
 def _key(name: str, parent: pulumi.Resource) -> tls.PrivateKey:

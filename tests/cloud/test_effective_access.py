@@ -57,6 +57,12 @@ def under_the_default_key(run):
         else r for r in run.resources])
 
 
+def without_denies(principal: Principal) -> Principal:
+    return Principal(principal.arn, principal.account, tuple(
+        {**document, "Statement": [s for s in document["Statement"] if s["Effect"] == "Allow"]}
+        for document in principal.policies))
+
+
 # --- the stack as built -------------------------------------------------------------------------------
 
 def test_every_member_reads_and_decrypts_its_own_key_and_no_other(access):
@@ -142,16 +148,23 @@ def test_the_policies_name_the_arns_aws_issues(access, run):
 
 # --- negative controls: the verdicts flip when the protections go ----------------------------------------
 
-def test_the_managed_core_policy_back_on_the_bastion_reads_every_key_but_the_key_policy_still_holds(run):
-    access = StackAccess(with_managed(run, "etcd-bastion", CORE), mocks.ACCOUNT_ID, REGION)
-    bastion = access.role("etcd-bastion")
-    assert all(access.can_read(bastion, access.secrets[name]) for name in KEYS)
-    assert access.readable(bastion) == []
-
-
-def test_the_managed_core_policy_and_the_default_key_hand_every_key_to_the_bastion(run):
+def test_with_the_managed_core_policy_back_on_the_bastion_its_denies_keep_it_off_every_parameter(run):
     access = StackAccess(under_the_default_key(with_managed(run, "etcd-bastion", CORE)), mocks.ACCOUNT_ID, REGION)
-    assert access.readable(access.role("etcd-bastion"), KEYS) == KEYS
+    bastion = access.role("etcd-bastion")
+    assert [name for name, secret in access.secrets.items() if access.can_read(bastion, secret)] == []
+    # Its own parameters aside, the managed policy does what it says.
+    assert allowed(Request(bastion, "ssm:GetParameter", access.parameter_arn("/someone-else/x")))
+
+
+def test_the_managed_core_policy_and_the_default_key_hand_every_key_to_another_instance(run):
+    # The negative control: as the stack was, with the account's aws/ssm key, the verdict flips.
+    access = StackAccess(under_the_default_key(run), mocks.ACCOUNT_ID, REGION)
+    assert access.readable(access.other_principal("someone-elses-instance", CORE), KEYS) == KEYS
+
+
+def test_without_its_denies_the_bastion_with_the_core_policy_would_read_every_key(run):
+    access = StackAccess(under_the_default_key(with_managed(run, "etcd-bastion", CORE)), mocks.ACCOUNT_ID, REGION)
+    assert access.readable(without_denies(access.role("etcd-bastion")), KEYS) == KEYS
 
 
 def test_under_the_default_key_a_member_with_the_core_policy_is_still_denied_other_members_keys(run):
@@ -164,11 +177,7 @@ def test_under_the_default_key_a_member_with_the_core_policy_is_still_denied_oth
 
 def test_without_the_explicit_denies_that_member_would_read_every_key(run):
     access = StackAccess(under_the_default_key(with_managed(run, MEMBERS[0], CORE)), mocks.ACCOUNT_ID, REGION)
-    member = access.role(MEMBERS[0])
-    no_denies = Principal(member.arn, member.account, tuple(
-        {**document, "Statement": [s for s in document["Statement"] if s["Effect"] == "Allow"]}
-        for document in member.policies))
-    assert access.readable(no_denies, KEYS) == KEYS
+    assert access.readable(without_denies(access.role(MEMBERS[0])), KEYS) == KEYS
 
 
 # --- the backup bucket's policy -----------------------------------------------------------------------
