@@ -2,7 +2,7 @@
 
 import pulumi
 
-from etcd_stack import config, releases
+from etcd_stack import config, naming, releases
 from etcd_stack.addressing import plan_load_balancer, plan_members
 from etcd_stack.cloud import dns
 from etcd_stack.cloud.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
@@ -11,11 +11,12 @@ from etcd_stack.cloud.backup import BackupArgs, BackupBucket, destination
 from etcd_stack.cloud.discovery import DiscoveryToken
 from etcd_stack.cloud.dns import ClusterDns, DnsArgs
 from etcd_stack.cloud.gates import ClusterRecord
+from etcd_stack.cloud.keys import Reader, StackKey, StackKeyArgs, deployer
 from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones, existing_network
 from etcd_stack.cloud.outputs import etcdctl_commands
-from etcd_stack.cloud.pki import ClusterPki, PkiArgs
+from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, no_read_policy, parameter_root
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 from etcd_stack.ops.rollout import MemberGateProvider
 
@@ -41,6 +42,7 @@ access = MemberAccess(
     f"{name}-access",
     MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=network.cidr, tags=tags),
 )
+account, deployer_arn = deployer()
 bastion = None
 if cfg.bastion:
     bastion = Bastion(
@@ -55,13 +57,28 @@ if cfg.bastion:
             member_security_group=access.security_group,
             tags=tags,
             internet_gateway=network.internet_gateway,
+            parameter_policy=no_read_policy(cfg.region, account, cfg.stack, name),
         ),
     )
 
+stack_key = StackKey(
+    f"{name}-secrets",
+    StackKeyArgs(
+        alias=naming.key_alias(cfg.stack, name),
+        region=cfg.region,
+        account=account,
+        deployer_arn=deployer_arn,
+        parameter_root=parameter_root(cfg.stack, name),
+        readers=[Reader(role.arn, member_parameters(cfg.stack, name, m.name))
+                 for role, m in zip(access.roles, members, strict=True)],
+        tags=tags,
+    ),
+)
 pki = ClusterPki(
     f"{name}-pki",
     PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags, stack=cfg.stack,
-            ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation),
+            region=cfg.region, account=account, key_arn=stack_key.arn,
+            ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation, key_generation=cfg.key_generation),
 )
 
 backups = BackupBucket(

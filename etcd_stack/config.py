@@ -112,6 +112,7 @@ class StackConfig:
     vpc_id: str | None
     private_subnet_ids: tuple[str, ...]
     member_ips: tuple[ipaddress.IPv4Address, ...]
+    key_generation: int
 
     @property
     def common_tags(self) -> dict[str, str]:
@@ -470,6 +471,8 @@ KEYS: tuple[Key, ...] = (
         "With `etcd:vpcId`: its private subnets, one per availability zone, at least three zones"),
     Key("memberIps", "member_ips", _member_ips, "[]",
         "With `etcd:vpcId`: each member's address, inside those subnets (else planned from host 10 of each)"),
+    Key("keyGeneration", "key_generation", _integer(1, 1000), "1",
+        "Which private keys the members and the operator hold; raise it by one to replace every key"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}

@@ -23,3 +23,8 @@ def ca_bundle_parameter(stack: str, cluster_name: str) -> str:
 def domain(stack: str, cluster_name: str) -> str:
     """The private DNS zone: a VPC takes one zone of a name, so a second stack in it needs its own."""
     return f"{cluster_name}.{stack}.internal"
+
+
+def key_alias(stack: str, cluster_name: str) -> str:
+    """The stack's KMS key alias: alias names are unique per account and region."""
+    return "/".join(("alias", PARAMETER_ROOT, stack, cluster_name))

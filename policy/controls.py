@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import gzip
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,23 @@ from typing import Any
 import yaml
 from cryptography import x509
 
-SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# What the SSM Agent needs for Session Manager and Run Command (Systems Manager user guide, "Reference:
+# ec2messages, ssmmessages, and other API operations"); no parameter read among them.
+SSM_AGENT_ACTIONS = frozenset({
+    "ssm:UpdateInstanceInformation",
+    *(f"ssmmessages:{verb}{kind}Channel" for verb in ("Create", "Open") for kind in ("Control", "Data")),
+    *(f"ec2messages:{verb}" for verb in ("AcknowledgeMessage", "DeleteMessage", "FailMessage", "GetEndpoint",
+                                         "GetMessages", "SendReply")),
+})
+# Every SSM action that returns a parameter's value.
+PARAMETER_READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory")
+# AWS managed policies that allow those reads on every parameter (their documented JSON, aws-managed-policy
+# reference): attaching one hands every parameter of the account to the role.
+PARAMETER_READING_MANAGED_POLICIES = frozenset(f"arn:aws:iam::aws:policy/{name}" for name in (
+    "AmazonSSMManagedInstanceCore", "service-role/AmazonEC2RoleforSSM", "AmazonSSMReadOnlyAccess",
+    "AmazonSSMFullAccess", "service-role/AmazonSSMAutomationRole", "ReadOnlyAccess", "PowerUserAccess",
+    "AdministratorAccess",
+))
 WORLD = ("0.0.0.0/0", "::/0")
 ROLE_TAG = "etcd-role"
 CLUSTER_TAG = "etcd-cluster"
@@ -119,20 +136,110 @@ def subnets_assign_no_public_ip(r: Resource) -> list[str]:
     return []
 
 
+def _document(text: Any) -> dict[str, Any] | None:
+    """A policy document from its JSON text, or None while it is unknown or not JSON."""
+    if isinstance(text, dict):
+        return text
+    if not isinstance(text, str):
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document.get("Statement") or []
+    return [statements] if isinstance(statements, dict) else [s for s in statements if isinstance(s, dict)]
+
+
+def _listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
+
+
+def _allowed_actions(document: dict[str, Any]) -> list[tuple[list[str], list[str]]]:
+    """(action patterns, resource patterns) of each Allow statement."""
+    return [(_listed(s.get("Action")), _listed(s.get("Resource")))
+            for s in _statements(document) if s.get("Effect") == "Allow"]
+
+
+def _grants(patterns: list[str], action: str) -> bool:
+    return any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in patterns)
+
+
+def _role_documents(resources: Sequence[Resource], role: Resource) -> list[dict[str, Any] | None]:
+    """Every inline policy document of a role: RolePolicy resources and the role's own inlinePolicies."""
+    inline = [p.props.get("policy") for p in _of(resources, "aws:iam/rolePolicy:RolePolicy")
+              if p.refers_to("role", role)]
+    inline += [p.get("policy") for p in role.props.get("inlinePolicies") or [] if isinstance(p, dict)]
+    return [_document(text) for text in inline]
+
+
 def instances_managed_by_ssm(resources: Sequence[Resource]) -> list[str]:
     profiles = _of(resources, "aws:iam/instanceProfile:InstanceProfile")
     roles = _of(resources, "aws:iam/role:Role")
-    grants = [a for a in _of(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-              if a.props.get("policyArn") == SSM_CORE_POLICY]
+
+    def reachable(role: Resource) -> bool:
+        documents = _role_documents(resources, role)
+        if any(document is None for document in documents):
+            return True  # a policy not known yet is not judged
+        granted = [actions for document in documents for actions, _ in _allowed_actions(document)]
+        return all(any(_grants(actions, needed) for actions in granted) for needed in SSM_AGENT_ACTIONS)
+
     found = []
     for instance in _of(resources, INSTANCE):
         managed = any(
-            instance.refers_to("iamInstanceProfile", profile) and profile.refers_to("role", role)
-            and any(grant.refers_to("role", role) for grant in grants)
+            instance.refers_to("iamInstanceProfile", profile) and profile.refers_to("role", role) and reachable(role)
             for profile in profiles for role in roles
         )
         if not managed:
-            found.append(f"{instance.label()}: no instance role with {SSM_CORE_POLICY}, so SSM cannot manage it")
+            found.append(f"{instance.label()}: its instance role does not allow what the SSM Agent needs "
+                         f"({', '.join(sorted(SSM_AGENT_ACTIONS))}), so SSM cannot manage it")
+    return found
+
+
+def _reads_every_parameter(actions: list[str], resources: list[str]) -> bool:
+    """An allow of a parameter read on a resource pattern that matches any parameter of any account."""
+    if not any(_grants(actions, read) for read in PARAMETER_READS):
+        return False
+    for pattern in resources:
+        if pattern == "*":
+            return True
+        parts = pattern.split(":", 5)
+        if len(parts) == 6 and fnmatch.fnmatchcase("ssm", parts[2]) and fnmatch.fnmatchcase(
+                "parameter/someone-else/secret", parts[5]):
+            return True
+    return False
+
+
+def no_parameter_reads_on_everything(r: Resource) -> list[str]:
+    found = []
+    attached = {r.props.get("policyArn"), *_listed(r.props.get("managedPolicyArns"))}
+    for arn in sorted(a for a in attached if a in PARAMETER_READING_MANAGED_POLICIES):
+        found.append(f"{r.label()}: attaches {arn}, which allows reading every SSM parameter")
+    texts = []
+    if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"):
+        texts.append(r.props.get("policy"))
+    if r.type == "aws:iam/role:Role":
+        texts += [p.get("policy") for p in r.props.get("inlinePolicies") or [] if isinstance(p, dict)]
+    for document in filter(None, map(_document, texts)):
+        if any(_reads_every_parameter(actions, patterns) for actions, patterns in _allowed_actions(document)):
+            found.append(f"{r.label()}: allows reading SSM parameters on every parameter")
+    return found
+
+
+def secrets_under_the_stack_key(resources: Sequence[Resource]) -> list[str]:
+    keys = [*_of(resources, "aws:kms/key:Key"), *_of(resources, "aws:kms/alias:Alias")]
+    found = []
+    for parameter in _of(resources, "aws:ssm/parameter:Parameter"):
+        kind, value = parameter.props.get("type"), parameter.props.get("value")
+        if kind == "SecureString" and not any(parameter.refers_to("keyId", key) for key in keys):
+            found.append(f"{parameter.label()}: a SecureString not encrypted with a KMS key of the stack "
+                         "(the account's aws/ssm key lets every principal of the account decrypt)")
+        elif kind != "SecureString" and isinstance(value, str) and "-----BEGIN " in value:
+            found.append(f"{parameter.label()}: PEM material in a plain {kind}; keys, certificates and CA bundles "
+                         "are SecureStrings under the stack's key")
     return found
 
 
@@ -304,6 +411,12 @@ CONTROLS: tuple[Control, ...] = (
             subnets_assign_no_public_ip),
     Control("ssm-1-instances-managed-by-ssm", "SSM.1: every instance can be managed by Systems Manager",
             instances_managed_by_ssm, "stack"),
+    Control("iam-no-parameter-reads-on-everything",
+            "No role may read every SSM parameter, by its own policy or an attached managed one",
+            no_parameter_reads_on_everything),
+    Control("ssm-securestrings-under-the-stack-key",
+            "Keys, certificates and CA bundles are SecureStrings under a KMS key of the stack",
+            secrets_under_the_stack_key, "stack"),
     Control("s3-1-s3-8-bucket-blocks-public-access", "S3.1/S3.8: buckets block all public access",
             buckets_block_public_access, "stack"),
     Control("s3-5-bucket-refuses-plain-http", "S3.5: buckets refuse requests without TLS",

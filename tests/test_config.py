@@ -210,6 +210,8 @@ BAD = {
                                      "privateSubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719",
                                                           "subnet-0c1d2e3f4a5b6071a"]},
                                     "etcd:memberIps", "one address per member (3)"),
+    "key generation zero": ({"keyGeneration": 0}, "etcd:keyGeneration", "from 1 to 1000"),
+    "key generation word": ({"keyGeneration": "next"}, "etcd:keyGeneration", "whole number"),
 }
 
 

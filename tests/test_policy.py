@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import json
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -89,6 +90,22 @@ def a_certificate_not_a_ca() -> str:
     return certificates.cert_pem(leaf)
 
 
+CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+ROLE = "aws:iam/role:Role"
+
+
+def attachment(name: str, role: str, policy_arn: str) -> Resource:
+    """A managed policy attached to one of the stack's roles, as the engine would show it."""
+    return Resource("aws:iam/rolePolicyAttachment:RolePolicyAttachment", name,
+                    {"role": role, "policyArn": policy_arn}, {"role": [(ROLE, role)]})
+
+
+def without_key(r: Resource) -> Resource:
+    """The parameter as a SecureString under the account's default aws/ssm key."""
+    props = {k: v for k, v in r.props.items() if k != "keyId"}
+    return Resource(r.type, r.name, props, {k: v for k, v in r.property_dependencies.items() if k != "keyId"})
+
+
 INSTANCE = "aws:ec2/instance:Instance"
 MEMBER = "etcd-etcd-0"
 VIOLATIONS = {
@@ -113,8 +130,12 @@ VIOLATIONS = {
         lambda s: changed(s, "aws:ec2/subnet:Subnet", "etcd-private-1", lambda p: p.update(mapPublicIpOnLaunch=True)),
         "etcd-private-1"),
     "ssm-1-instances-managed-by-ssm": (
-        lambda s: [r for r in s if not (r.type.endswith("RolePolicyAttachment") and r.name == "etcd-access-2-ssm")],
+        lambda s: [r for r in s if not (r.type.endswith("RolePolicy") and r.name == "etcd-access-2-ssm-agent")],
         "etcd-etcd-2"),
+    "iam-no-parameter-reads-on-everything": (
+        lambda s: [*s, attachment("etcd-bastion-core", "etcd-bastion", CORE)], "etcd-bastion-core"),
+    "ssm-securestrings-under-the-stack-key": (
+        lambda s: [without_key(r) if r.name == "etcd-pki-etcd-1-key" else r for r in s], "etcd-pki-etcd-1-key"),
     "s3-1-s3-8-bucket-blocks-public-access": (
         lambda s: changed(s, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", None,
                           lambda p: p.update(restrictPublicBuckets=False)),
@@ -176,6 +197,33 @@ def test_a_member_system_trust_store_is_not_the_clusters_ca(stack):
     assert "/etc/pki/tls/certs/ca-bundle.crt, which is not the cluster's CA the user_data writes" in message
 
 
+@pytest.mark.parametrize("statement", [
+    {"Effect": "Allow", "Action": "ssm:GetParameter*", "Resource": "*"},
+    {"Effect": "Allow", "Action": ["ssm:Get*"], "Resource": "arn:aws:ssm:*:*:parameter/*"},
+    {"Effect": "Allow", "Action": "ssm:getparametersbypath", "Resource": "arn:aws:ssm:eu-west-2:123456789012:*"},
+    {"Effect": "Allow", "Action": "*", "Resource": "*"},
+])
+def test_an_inline_policy_reading_every_parameter_is_refused(stack, statement):
+    broken = changed(stack, "aws:iam/rolePolicy:RolePolicy", "etcd-bastion-ssm-agent",
+                     lambda p: p.update(policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]})))
+    found = violations(broken)["iam-no-parameter-reads-on-everything"]
+    assert found == ["aws:iam/rolePolicy:RolePolicy etcd-bastion-ssm-agent: allows reading SSM parameters on every "
+                     "parameter"]
+
+
+def test_a_parameter_read_on_the_members_own_path_is_not_everything(stack):
+    own = {"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "arn:aws:ssm:*:*:parameter/etcd/etcd-0/*"}
+    broken = changed(stack, "aws:iam/rolePolicy:RolePolicy", "etcd-bastion-ssm-agent",
+                     lambda p: p.update(policy=json.dumps({"Version": "2012-10-17", "Statement": [own]})))
+    assert violations(broken)["iam-no-parameter-reads-on-everything"] == []
+
+
+def test_the_ca_bundle_as_a_plain_string_is_refused(stack):
+    broken = changed(stack, "aws:ssm/parameter:Parameter", "etcd-pki-ca-bundle", lambda p: p.update(type="String"))
+    (message,) = violations(broken)["ssm-securestrings-under-the-stack-key"]
+    assert message.startswith("aws:ssm/parameter:Parameter etcd-pki-ca-bundle: PEM material in a plain String")
+
+
 def test_unknown_values_at_preview_are_not_judged(stack):
     unknown = changed(stack, INSTANCE, MEMBER, lambda p: p.update(userDataBase64=None))
     assert not any(violations(unknown).values())
@@ -212,7 +260,8 @@ def test_the_pack_holds_one_mandatory_policy_per_control():
 
 
 @pytest.mark.parametrize("name", ["ec2-6-vpc-flow-logs-enabled", "ec2-8-imdsv2-required",
-                                  "cis-etcd-2-2-client-cert-auth"])
+                                  "cis-etcd-2-2-client-cert-auth", "iam-no-parameter-reads-on-everything",
+                                  "ssm-securestrings-under-the-stack-key", "ssm-1-instances-managed-by-ssm"])
 def test_the_pack_reports_what_the_control_finds(stack, name):
     policy = next(p for p in pack.policies() if p.name == name)
     assert run_policy(policy, stack) == []

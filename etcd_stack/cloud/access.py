@@ -125,6 +125,8 @@ class BastionArgs:
     tags: Mapping[str, str]
     # Its Elastic IP can be associated only once the VPC's internet gateway is attached.
     internet_gateway: pulumi.Resource
+    # Its role's inline policy denying every read of the cluster's parameters (pki.no_read_policy).
+    parameter_policy: str
 
 
 class Bastion(pulumi.ComponentResource):
@@ -152,7 +154,8 @@ class Bastion(pulumi.ComponentResource):
                  group.id, tags, self)
 
         key = aws.ec2.KeyPair(name, public_key=args.ssh_public_key, tags=tagged(tags, name), opts=child)
-        _, profile = instance_role(name, tags, self)
+        role, profile = instance_role(name, tags, self)
+        aws.iam.RolePolicy(f"{name}-no-tls", role=role.id, policy=args.parameter_policy, opts=child)
         self.instance = aws.ec2.Instance(
             name,
             ami=al2023_ami(args.instance_type),

@@ -18,7 +18,6 @@ import pulumi_aws as aws
 from pulumi.dynamic import ResourceProvider
 
 from etcd_stack.addressing import MemberPlan, member_name
-from etcd_stack.cloud import iam
 from etcd_stack.cloud.access import al2023_ami
 from etcd_stack.cloud.backup import METRIC_NAMESPACE, destination
 from etcd_stack.cloud.gates import GateArgs, MemberGate
@@ -102,9 +101,7 @@ class EtcdMembers(pulumi.ComponentResource):
         read_tls = aws.iam.RolePolicy(
             f"{name}-read-tls",
             role=args.roles[plan.index].id,
-            policy=pulumi.Output.all(secrets.key.arn, secrets.cert.arn, secrets.ca_bundle.arn).apply(
-                lambda arns: iam.policy({"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": sorted(arns)})
-            ),
+            policy=secrets.read_policy,
             opts=child,
         )
         user_data = pulumi.Output.all(args.ca_cert_pem, args.discovery_url, volume.id, args.backup_bucket).apply(

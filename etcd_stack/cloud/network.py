@@ -156,11 +156,12 @@ class Network(pulumi.ComponentResource):
                         "Action": [
                             "logs:CreateLogStream",
                             "logs:PutLogEvents",
-                            "logs:DescribeLogGroups",
                             "logs:DescribeLogStreams",
                         ],
                         "Resource": [arn, f"{arn}:*"],
-                    }
+                    },
+                    # Listing log groups takes no resource but "*" (service authorization reference, CloudWatch Logs).
+                    {"Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"},
                 )
             ),
             opts=child,

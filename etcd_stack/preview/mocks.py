@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +17,12 @@ import pulumi
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
+from etcd_stack.cloud.iam import parameter_arn
 from etcd_stack.member import certificates
 from etcd_stack.preview.wire import reveal
 
 ACCOUNT_ID = "123456789012"  # the account id AWS's own documentation uses
+DEPLOYER_ROLE = "etcd-deployer"  # the role the mocks' `pulumi up` runs as
 PUBLIC_RANGE = ipaddress.IPv4Network("203.0.113.0/24")
 
 # Id prefixes AWS uses for each EC2 resource type.
@@ -97,6 +100,9 @@ class StackMocks(pulumi.runtime.Mocks):
             "aws:lb/targetGroup:TargetGroup": self._target_group,
             "aws:s3/bucket:Bucket": self._bucket,
             "aws:route53/zone:Zone": self._zone,
+            "aws:ssm/parameter:Parameter": self._parameter,
+            "aws:kms/key:Key": self._kms_key,
+            "aws:kms/alias:Alias": self._kms_alias,
             "pulumi-python:dynamic:Resource": self._dynamic,
             "tls:index/privateKey:PrivateKey": self._tls_private_key,
             "tls:index/selfSignedCert:SelfSignedCert": self._tls_self_signed,
@@ -108,6 +114,8 @@ class StackMocks(pulumi.runtime.Mocks):
             "aws:ssm/getParameter:getParameter": self._ssm_parameter,
             "aws:ec2/getVpc:getVpc": self._existing_vpc,
             "aws:ec2/getSubnet:getSubnet": self._existing_subnet,
+            "aws:index/getCallerIdentity:getCallerIdentity": self._caller_identity,
+            "aws:iam/getSessionContext:getSessionContext": self._session_context,
         }
 
     # --- resources --------------------------------------------------------------------------
@@ -120,7 +128,8 @@ class StackMocks(pulumi.runtime.Mocks):
         extra = self._resources.get(args.typ)
         if extra is not None:
             state.update(extra(args.name, inputs, resource_id))
-        return resource_id, {**inputs, **state}
+        # Some ids are not derived from the name: a bucket's is its name, a KMS key's a UUID.
+        return state.get("id", resource_id), {**inputs, **state}
 
     def _identity(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Id, ARN and the physical name Pulumi's auto-naming would give."""
@@ -134,8 +143,10 @@ class StackMocks(pulumi.runtime.Mocks):
         elif module == "iam":
             resource_id = physical
             kind = typ.rsplit(":", 1)[1]
-            path = {"Role": "role", "InstanceProfile": "instance-profile", "Policy": "policy"}.get(kind, kind.lower())
-            arn = f"arn:aws:iam::{ACCOUNT_ID}:{path}/{physical}"
+            kind_path = {"Role": "role", "InstanceProfile": "instance-profile", "Policy": "policy"}.get(
+                kind, kind.lower())
+            # IAM puts the entity's path between its kind and its name (IAM user guide, identifiers).
+            arn = f"arn:aws:iam::{ACCOUNT_ID}:{kind_path}{inputs.get('path') or '/'}{physical}"
         elif module == "cloudwatch" and typ.endswith("LogGroup"):
             resource_id = physical
             arn = f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{physical}"
@@ -214,6 +225,20 @@ class StackMocks(pulumi.runtime.Mocks):
         zone_id = "Z" + digest("zone", name)[:20].upper()
         return {"zoneId": zone_id, "arn": f"arn:aws:route53:::hostedzone/{zone_id}",
                 "nameServers": [f"ns-{i}.awsdns-00.com" for i in range(4)]}
+
+    def _parameter(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        # The ARN ends with the parameter's full name; a name outside any hierarchy gets a slash before it.
+        full = inputs.get("name") or f"{name}-{digest('parameter', name)[:7]}"
+        path = full if full.startswith("/") else f"/{full}"
+        return {"id": full, "name": full, "arn": parameter_arn(self.region, ACCOUNT_ID, path), "version": 1}
+
+    def _kms_key(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        key_id = str(uuid.UUID(digest("kms-key", name)[:32]))
+        return {"id": key_id, "keyId": key_id, "arn": f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}"}
+
+    def _kms_alias(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
+        return {"id": inputs["name"], "arn": f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:{inputs['name']}",
+                "targetKeyArn": f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/{inputs['targetKeyId']}"}
 
     def _dynamic(self, name: str, inputs: dict[str, Any], resource_id: str) -> dict[str, Any]:
         """Dynamic resources never run under mocks; a discovery token answers as the service would."""
@@ -301,6 +326,19 @@ class StackMocks(pulumi.runtime.Mocks):
                 "availableIpAddressCount": network.num_addresses - 5, "mapPublicIpOnLaunch": False,
                 "defaultForAz": False, "ownerId": ACCOUNT_ID,
                 "arn": f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:subnet/{subnet_id}"}
+    def _caller_identity(self, args: dict[str, Any]) -> dict[str, Any]:
+        # Whoever runs `pulumi up` usually holds an assumed role; STS names the session, not the role.
+        return {"id": ACCOUNT_ID, "accountId": ACCOUNT_ID, "userId": f"AROA{digest('deployer')[:17].upper()}:pulumi",
+                "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{DEPLOYER_ROLE}/pulumi"}
+
+    def _session_context(self, args: dict[str, Any]) -> dict[str, Any]:
+        arn = args["arn"]
+        if ":assumed-role/" not in arn:
+            # A user (or the root user) is its own issuer.
+            return {"id": arn, "arn": arn, "issuerArn": arn}
+        role, _, session = arn.split(":assumed-role/", 1)[1].partition("/")
+        return {"id": arn, "arn": arn, "issuerArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}",
+                "issuerId": f"AROA{digest('deployer')[:17].upper()}", "issuerName": role, "sessionName": session}
 
     def _ssm_parameter(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["name"]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from etcd_stack.cloud.iam import SSM_CORE_POLICY
+from etcd_stack.cloud.iam import SSM_AGENT_ACTIONS
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -113,17 +113,21 @@ def test_the_bastion_runs_amazon_linux_2023_for_its_cpu_and_keeps_its_image(stac
     assert bastion.ignore_changes == ("ami",)
 
 
-def test_every_instance_role_registers_with_session_manager(stack):
+def test_every_instance_role_registers_with_session_manager_through_our_own_policy(stack):
     roles = stack.of_type("aws:iam/role:Role")
     instance_roles = [r for r in roles if "ec2.amazonaws.com" in r.inputs["assumeRolePolicy"]]
     assert sorted(r.name for r in instance_roles) == ["etcd-access-0", "etcd-access-1", "etcd-access-2", "etcd-bastion"]
-    attachments = stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == [], "no managed policy anywhere"
     for role in instance_roles:
         trust = json.loads(role.inputs["assumeRolePolicy"])
         assert trust["Statement"] == [
             {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}}
         ]
-        assert any(a.inputs == {"role": role.state["name"], "policyArn": SSM_CORE_POLICY} for a in attachments)
+        agent = json.loads(stack.named(f"{role.name}-ssm-agent", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+        assert agent["Statement"] == [
+            {"Sid": "SsmAgent", "Effect": "Allow", "Action": list(SSM_AGENT_ACTIONS), "Resource": "*"}
+        ]
+        assert not any(action.startswith("ssm:GetParameter") for action in SSM_AGENT_ACTIONS)
         profile = stack.named(role.name, "aws:iam/instanceProfile:InstanceProfile")
         assert profile.inputs["role"] == role.state["name"]
     assert stack.named("etcd-bastion", INSTANCE).inputs["iamInstanceProfile"] == (

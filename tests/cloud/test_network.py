@@ -19,6 +19,8 @@ UNTAGGED = {
     ROUTE, ASSOCIATION, "aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:route53/record:Record", "aws:lb/targetGroupAttachment:TargetGroupAttachment",
     "aws:ec2/volumeAttachment:VolumeAttachment",
+    # KMS tags keys only; an alias has no tags of its own (KMS API reference, TagResource).
+    "aws:kms/alias:Alias",
     # The bucket carries the tags; its settings are separate resources without their own.
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
     "aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketPolicy:BucketPolicy",

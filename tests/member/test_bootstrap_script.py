@@ -14,15 +14,32 @@ from pathlib import Path
 import pytest
 
 from etcd_stack.config import Bootstrap, EtcdVersion
-from etcd_stack.member import rendering
+from etcd_stack.member import certificates, rendering
 from etcd_stack.member.rendering import BootstrapSettings, ClusterSettings
 from etcd_stack.sandbox.local import local_members, local_paths
 
 VERSION = EtcdVersion(3, 6, 14)
 VOLUME_ID = "vol-0123456789abcdef0"
-KEY_PEM = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIStub\n-----END EC PRIVATE KEY-----"
-CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIBstub\n-----END CERTIFICATE-----"
-CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBcastub\n-----END CERTIFICATE-----"
+
+
+def _ca(seed: str) -> tuple[object, object]:
+    key = certificates.private_key(seed)
+    return key, certificates.self_signed_ca(key, f"{seed} CA", certificates.start_of_year())
+
+
+def _leaf(seed: str, ca: tuple[object, object]) -> tuple[str, str]:
+    """A member key and its certificate from `ca`, as the PEM text SSM holds (no trailing newline)."""
+    key = certificates.private_key(seed)
+    profile = certificates.member_profile("etcd-0", "etcd-0.etcd.internal", "10.0.0.10", "client.etcd.internal")
+    cert = certificates.issue(profile, key, *ca, certificates.start_of_year())
+    return certificates.key_pem(key).strip(), certificates.cert_pem(cert).strip()
+
+
+CLUSTER_CA = _ca("etcd")
+NEXT_CA = _ca("etcd-next")
+FOREIGN_CA = _ca("someone-else")
+KEY_PEM, CERT_PEM = _leaf("etcd-0", CLUSTER_CA)
+CA_PEM = certificates.cert_pem(CLUSTER_CA[1]).strip()
 
 # Each stub appends its name and arguments to $STUB_LOG and keeps its state in files under $STUB_STATE.
 STUBS = {
@@ -250,12 +267,16 @@ def test_refresh_tls_fetches_again_and_restarts_etcd_only_on_a_change(instance):
     assert host.calls("systemctl") == []  # nothing changed: etcd keeps running
     assert "wrote" not in result.stderr
 
-    (host.state / "cert.pem").write_text(CERT_PEM.replace("stub", "renewed"))
-    (host.state / "ca.pem").write_text(CA_PEM + "\n" + CERT_PEM.replace("stub", "newca"))
+    # A CA move: both CAs trusted, the certificate (and a new key) from the next CA.
+    key, cert = _leaf("etcd-0-next", NEXT_CA)
+    (host.state / "key.pem").write_text(key)
+    (host.state / "cert.pem").write_text(cert)
+    (host.state / "ca.pem").write_text(CA_PEM + "\n" + certificates.cert_pem(NEXT_CA[1]).strip())
     host.log.unlink()
     result = run_refresh(host)
     assert result.returncode == 0, result.stderr
-    assert "renewed" in Path(host.paths.cert_file).read_text()
+    assert Path(host.paths.cert_file).read_text() == cert + "\n"
+    assert Path(host.paths.key_file).read_text() == key + "\n"
     assert Path(host.paths.ca_file).read_text().count("BEGIN CERTIFICATE") == 2
     assert host.calls("systemctl") == ["systemctl restart etcd.service"]
     assert host.calls("mkfs.xfs") == [] and host.calls("curl") == []
@@ -277,3 +298,48 @@ def test_growing_refuses_a_data_volume_that_is_not_mounted(instance):
     assert result.returncode == 1
     assert "is not mounted: nothing to grow" in result.stderr
     assert host.calls("xfs_growfs") == []
+def refused(host: Instance, **parameters: str) -> subprocess.CompletedProcess:
+    """Puts these values in the stub's parameters, runs refresh-tls, and checks nothing was replaced."""
+    before = host.snapshot()
+    for name, value in parameters.items():
+        (host.state / f"{name}.pem").write_text(value)
+    host.log.unlink()
+    result = run_refresh(host)
+    assert result.returncode != 0
+    assert "refusing the fetched TLS material" in result.stderr
+    assert host.snapshot() == before
+    assert host.calls("systemctl") == []
+    return result
+
+
+def test_a_certificate_from_a_foreign_ca_is_refused_and_the_files_stay(instance):
+    host = instance()
+    assert host.run().returncode == 0
+    key, cert = _leaf("etcd-0-forged", FOREIGN_CA)
+    result = refused(host, key=key, cert=cert)
+    assert "does not chain to the CAs in /etcd/tls/ca-bundle" in result.stderr
+
+
+def test_a_key_that_does_not_match_the_certificate_is_refused_and_the_files_stay(instance):
+    host = instance()
+    assert host.run().returncode == 0
+    other_key, _ = _leaf("etcd-0-other", CLUSTER_CA)
+    result = refused(host, key=other_key)
+    assert "the key in /etcd/etcd-0/tls/key does not belong to the certificate" in result.stderr
+
+
+def test_a_bundle_swapped_for_a_foreign_ca_is_refused_and_the_files_stay(instance):
+    host = instance()
+    assert host.run().returncode == 0
+    result = refused(host, ca=certificates.cert_pem(FOREIGN_CA[1]).strip())
+    assert "does not chain" in result.stderr
+
+
+def test_a_first_boot_with_mismatched_material_writes_nothing_and_starts_nothing(instance):
+    host = instance()
+    other_key, _ = _leaf("etcd-0-other", CLUSTER_CA)
+    (host.state / "key.pem").write_text(other_key)
+    result = host.run()
+    assert result.returncode != 0
+    assert not Path(host.paths.key_file).exists() and not Path(host.paths.cert_file).exists()
+    assert host.calls("systemctl") == [] and host.calls("mkfs.xfs") == []
