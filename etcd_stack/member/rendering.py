@@ -21,6 +21,7 @@ import yaml
 
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion
+from etcd_stack.member.certificates import PEER_NAME
 from etcd_stack.releases import download_url
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -134,6 +135,22 @@ def _listen_hosts(member: MemberPlan) -> list[str]:
     return [member.ip] if member.ip.startswith("127.") else [member.ip, "127.0.0.1"]
 
 
+# The first releases whose config file reads the peer pin (`allowed-hostname` in the transport block, a list).
+PEER_PIN_KEY_SINCE = EtcdVersion(3, 5, 15)
+
+
+def _pin_peers(config: dict[str, Any], version: EtcdVersion) -> None:
+    """The peer listener admits only certificates naming PEER_NAME: operator and client certificates of
+    the same CA cannot join as peers."""
+    if version >= PEER_PIN_KEY_SINCE:
+        config["peer-transport-security"]["allowed-hostname"] = [PEER_NAME]
+    else:
+        # Before 3.5.15 the config file has no key for it and ignores the flag; its JSON decoding still fills
+        # Config.PeerTLSInfo (a Go field without a tag, matched by name), and only four of its fields are
+        # overwritten from peer-transport-security (embed/config.go, configFromFile, copySecurityDetails).
+        config["PeerTLSInfo"] = {"AllowedHostname": PEER_NAME}
+
+
 def _transport_security(paths: Paths) -> dict[str, Any]:
     return {
         "cert-file": paths.cert_file,
@@ -184,6 +201,7 @@ def etcd_config(cluster: ClusterSettings, member: MemberPlan, paths: Paths, join
         config["experimental-initial-corrupt-check"] = True
     else:
         config["feature-gates"] = "InitialCorruptCheck=true"
+    _pin_peers(config, cluster.version)
     return config
 
 

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from etcd_stack.member.certificates import PEER_NAME
 from etcd_stack.preview import offline
 from etcd_stack.preview.wire import reveal
 from tests.conftest import user_data_of, written_file
@@ -151,7 +152,7 @@ def test_member_certificates_chain_to_the_ca_and_name_the_member(static):
         cert.verify_directly_issued_by(ca)
         dns_names, ips = sans(cert)
         assert ips == {interface_of(static, instance).state["privateIp"], "127.0.0.1"}
-        assert dns_names == {member["dnsName"], "client.etcd.internal", "localhost"}
+        assert dns_names == {member["dnsName"], "client.etcd.internal", "localhost", PEER_NAME}
         assert records[member["dnsName"]] == [member["ip"]]
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert set(usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
