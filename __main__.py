@@ -14,6 +14,7 @@ from etcd_stack.cloud.gates import DeployedVersion
 from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones
+from etcd_stack.cloud.operators import OperatorCertificates, OperatorCertsArgs
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
@@ -58,6 +59,13 @@ pki = ClusterPki(
     f"{name}-pki",
     PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags,
             ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation),
+)
+
+# Per-person client certificates from requests in etcd:operatorCsrs; the keys stay on the people's machines.
+operators = OperatorCertificates(
+    f"{name}-operators",
+    OperatorCertsArgs(requests=cfg.operator_csrs, ca_private_key_pem=pki.issuer.key.private_key_pem,
+                      ca_cert_pem=pki.issuer.cert_pem),
 )
 
 backups = BackupBucket(
@@ -151,6 +159,7 @@ pulumi.export("members", [
 pulumi.export("caCertPem", pki.ca_cert_pem)
 pulumi.export("operatorCertPem", pki.operator.cert_pem)
 pulumi.export("operatorKeyPem", pki.operator.private_key_pem)
+pulumi.export("operatorCerts", operators.cert_pems)
 pulumi.export("discoveryUrl", discovery_url)
 pulumi.export("backupDestination", backups.bucket_name.apply(lambda bucket: destination(bucket, name)))
 pulumi.export("etcdctl", etcdctl_commands(client_endpoint, [m.dns_name for m in members]))

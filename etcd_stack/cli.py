@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -12,10 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from etcd_stack import config
 from etcd_stack.cloud.members import MEMBER_TAG
-from etcd_stack.member import rendering
+from etcd_stack.member import certificates, rendering
 from etcd_stack.ops import procedures as operations
 from etcd_stack.preview import offline
 from etcd_stack.sandbox import cluster as sandbox
@@ -155,6 +157,27 @@ def sandbox_rotate_ca(args: argparse.Namespace) -> int:
     return 0
 
 
+def operator_csr(args: argparse.Namespace) -> int:
+    key_file, csr_file = args.out / f"{args.name}.key", args.out / f"{args.name}.csr"
+    for path in (key_file, csr_file):
+        if path.exists():
+            raise UsageError(f"--out: {path} exists; move it away or pick another directory")
+    key = certificates.new_private_key()
+    request = certificates.signing_request(key, args.name, (), ()).public_bytes(Encoding.PEM).decode()
+    config.check_operator_csr("--name", args.name, request)
+    args.out.mkdir(parents=True, exist_ok=True)
+    # The key is created private: it never exists readable by others, not even for a moment.
+    with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as private:
+        private.write(certificates.key_pem(key))
+    csr_file.write_text(request)
+    print(f"{key_file}: your private key; it stays on this machine")
+    print(f"{csr_file}: the request the stack signs; then:")
+    print(f"  pulumi config set --path 'etcd:operatorCsrs.{args.name}' -- \"$(cat {csr_file})\"")
+    print("  pulumi up")
+    print(f"  pulumi stack output operatorCerts --json | jq -r '.[\"{args.name}\"]' > {args.out / args.name}.crt")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: offline render and local tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--project-dir", type=Path, default=offline.PROJECT_DIR, help="the Pulumi project (default: this checkout)"
     )
     render_parser.set_defaults(handler=render)
+
+    csr_parser = commands.add_parser(
+        "operator-csr", help="make your own client key and a certificate request for etcd:operatorCsrs"
+    )
+    csr_parser.add_argument("--name", required=True, help="your name, the certificate's CN (e.g. alice)")
+    csr_parser.add_argument("--out", type=Path, default=Path("."), help="directory for NAME.key and NAME.csr")
+    csr_parser.set_defaults(handler=operator_csr)
 
     sandbox_parser = commands.add_parser("sandbox", help="the stack's cluster as real etcd processes on this machine")
     actions = sandbox_parser.add_subparsers(dest="action", required=True)

@@ -18,8 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 from etcd_stack import releases
@@ -103,6 +104,14 @@ class StackConfig:
     ca_generation: int
     ca_rotation: CaRotation
     tags: tuple[tuple[str, str], ...]
+    client_cidrs: tuple[ipaddress.IPv4Network, ...]
+    client_security_group_ids: tuple[str, ...]
+    operator_csrs: tuple[tuple[str, str], ...]
+
+    @property
+    def client_sources(self) -> tuple[ipaddress.IPv4Network, ...]:
+        """The CIDRs admitted to 2379 beside the listed client groups: the VPC when nothing is listed."""
+        return self.client_cidrs or (() if self.client_security_group_ids else (self.vpc_cidr,))
 
     @property
     def common_tags(self) -> dict[str, str]:
@@ -229,6 +238,10 @@ def _network_hint(text: str) -> str:
         return " such as 10.0.0.0/16"
 
 
+# The widest SSH source ranges allowed, per IP version.
+SSH_MIN_PREFIX = {4: 16, 6: 48}
+
+
 def _ssh_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
     items = _json(key, text, list, "a list of CIDRs such as [\"198.51.100.7/32\"]")
     networks: list[IPNetwork] = []
@@ -239,8 +252,9 @@ def _ssh_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
             network = ipaddress.ip_network(item)
         except ValueError:
             raise ConfigError(key, item, f"a CIDR such as 198.51.100.7/32{_network_hint(item)}") from None
-        if network.prefixlen == 0:
-            raise ConfigError(key, item, "a CIDR narrower than the whole internet; list the addresses you connect from")
+        if network.prefixlen < SSH_MIN_PREFIX[network.version]:
+            raise ConfigError(key, item, "a narrow range: IPv4 /16 or longer, IPv6 /48 or longer; "
+                                         "list the addresses you connect from")
         if network not in networks:
             networks.append(network)
     return tuple(networks)
@@ -270,8 +284,9 @@ def _ssh_public_key(key: str, text: str) -> str:
 
 def _url(key: str, text: str, need_path: bool) -> str:
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(key, text, "an http(s) URL without query or fragment")
+    # Plain HTTP would let anyone on the path swap the peers the members bootstrap with.
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(key, text, "an https URL without query or fragment")
     if need_path and parts.path.strip("/") == "":
         raise ConfigError(key, text, "a discovery URL with a token path, e.g. https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579cbf573de")
     return text.rstrip("/") if not need_path else text
@@ -328,6 +343,70 @@ def _region(key: str, text: str) -> str:
     if not _REGION.fullmatch(text):
         raise ConfigError(key, text, "an AWS region code such as eu-west-2")
     return text
+
+
+def _client_cidrs(key: str, text: str) -> tuple[ipaddress.IPv4Network, ...]:
+    items = _json(key, text, list, "a list of private IPv4 CIDRs such as [\"10.1.0.0/16\"]")
+    networks: list[ipaddress.IPv4Network] = []
+    for item in items:
+        try:
+            network = ipaddress.IPv4Network(item)
+        except (ValueError, TypeError):
+            raise ConfigError(key, item, f"an IPv4 CIDR such as 10.1.0.0/16{_network_hint(str(item))}") from None
+        if not any(network.subnet_of(private) for private in _RFC1918):
+            raise ConfigError(key, item, "a private range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 "
+                                         "(the load balancer is internal)")
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+_SECURITY_GROUP_ID = re.compile(r"sg-([0-9a-f]{8}|[0-9a-f]{17})")
+
+
+def _security_group_ids(key: str, text: str) -> tuple[str, ...]:
+    items = _json(key, text, list, "a list of security group ids such as [\"sg-0123456789abcdef0\"]")
+    for item in items:
+        if not isinstance(item, str) or not _SECURITY_GROUP_ID.fullmatch(item):
+            raise ConfigError(key, item, "a security group id such as sg-0123456789abcdef0")
+    return tuple(dict.fromkeys(items))
+
+
+# A person's name becomes the certificate's CN; member names and root (etcd's super user) are not people.
+_OPERATOR_NAME = re.compile(r"[a-z][a-z0-9._-]{0,62}")
+_NOT_OPERATORS = re.compile(r"etcd-[0-9]+|root")
+
+
+def _operator_csrs(key: str, text: str) -> tuple[tuple[str, str], ...]:
+    items = _json(key, text, dict, "a map of person to PEM certificate request, made by `etcd-stack operator-csr`")
+    for name, pem in sorted(items.items()):
+        check_operator_csr(f"{key}.{name}", name, pem)
+    return tuple(sorted(items.items()))
+
+
+def check_operator_csr(key: str, name: str, pem: Any) -> None:
+    """A request the stack may sign for a person: their name as its only subject, no host names."""
+    if not _OPERATOR_NAME.fullmatch(name) or _NOT_OPERATORS.fullmatch(name):
+        raise ConfigError(key, name, "a person's name: lowercase letters, digits, '.', '_' or '-', "
+                                     "starting with a letter; not a member name or root")
+    try:
+        request = x509.load_pem_x509_csr(pem.encode())
+    except (ValueError, AttributeError):
+        raise ConfigError(key, pem, "a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)") from None
+    if not request.is_signature_valid:
+        raise ConfigError(key, "<request>", "a certificate request signed by its own key")
+    public_key = request.public_key()
+    ecdsa = isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in ("secp256r1", "secp384r1")
+    if not (ecdsa or (isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= 2048)):
+        raise ConfigError(key, "<request>", "a request for an ECDSA P-256 or P-384 key, or an RSA key of 2048+ bits")
+    common_names = [a.value for a in request.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    if common_names != [name]:
+        raise ConfigError(key, ",".join(map(str, common_names)), f"a request whose common name is {name!r}")
+    # Names in a request would be copied into the certificate: the peer listener admits any certificate naming
+    # the members' peer name, so a person's certificate names nothing.
+    if list(request.extensions):
+        raise ConfigError(key, "<request with extensions>", "a request with no extensions (no subject alternative "
+                                                           "names): the certificate is for a person, not a host")
 
 
 # --- the key table: the one list of what `etcd:` accepts -----------------------------------
@@ -388,6 +467,12 @@ KEYS: tuple[Key, ...] = (
         "Stage of a CA move: `trust-new`, then `issue-new`, then `none` again"),
     Key("tags", "tags", _tags, "{}",
         "Tags added to every AWS resource"),
+    Key("clientCidrs", "client_cidrs", _client_cidrs, "[]",
+        "Private CIDRs whose clients may reach etcd on 2379 (with no CIDR and no group: the VPC)"),
+    Key("clientSecurityGroupIds", "client_security_group_ids", _security_group_ids, "[]",
+        "Security groups whose instances may reach etcd on 2379"),
+    Key("operatorCsrs", "operator_csrs", _operator_csrs, "{}",
+        "Per-person client certificate requests the stack signs (`etcd-stack operator-csr`); keys stay with them"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}

@@ -161,3 +161,8 @@ class ClusterPki(pulumi.ComponentResource):
             cert=parameter("cert", issued.cert_pem, "etcd member certificate (PEM)"),
             ca_bundle=bundle,
         )
+
+    @property
+    def issuer(self) -> Authority:
+        """The CA that signs new certificates now (during a CA move, the one the stage names)."""
+        return self._issuer

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from cryptography import x509
 
-from etcd_stack import config
+from etcd_stack import cli, config
 from etcd_stack.config import Bootstrap, EtcdVersion
-from etcd_stack.member import rendering
+from etcd_stack.member import certificates, rendering
 from etcd_stack.member.rendering import ClusterSettings
 from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.gateway import local_session
-from etcd_stack.sandbox.local import local_members, local_paths
+from etcd_stack.sandbox.local import LocalCa, local_members, local_paths
 from tests.conftest import VARIANTS, written_file
 
 DATA = Path(__file__).parents[1] / "data"
@@ -156,15 +157,27 @@ def peer_version(ip: str, ca: Path, cert: str, key: str) -> requests.Response:
         return session.get(f"https://{ip}:2380/version", verify=str(ca), cert=(cert, key), timeout=5)
 
 
+def person_certificate(box: sandbox.Sandbox) -> tuple[str, str]:
+    """A person's certificate as the stack makes one: `etcd-stack operator-csr`, signed by the cluster's CA."""
+    laptop = box.directory / "laptop"
+    assert cli.main(["operator-csr", "--name", "alice", "--out", str(laptop)]) == 0
+    request = x509.load_pem_x509_csr((laptop / "alice.csr").read_bytes())
+    ca = LocalCa.load(box.directory)
+    cert = certificates.sign(request, ca.key, ca.cert, certificates.CLIENT_USES, ca.cert.not_valid_before_utc)
+    (laptop / "alice.crt").write_text(certificates.cert_pem(cert))
+    return str(laptop / "alice.crt"), str(laptop / "alice.key")
+
+
 def assert_peers_pinned(box: sandbox.Sandbox) -> None:
-    """The peer port admits a member's certificate and refuses the operator's, issued by the same CA,
-    while the client port serves the operator: the pin, not the CA, keeps non-members out of raft."""
+    """The peer port admits a member's certificate and refuses the operator's and a person's, issued by the
+    same CA, while the client port serves them: the pin, not the CA, keeps non-members out of raft."""
     first, second = box.members[0], box.members[1]
     member = box.paths(second)
     assert peer_version(first.ip, box.client.ca, member.cert_file, member.key_file).status_code == 200
-    with pytest.raises(requests.exceptions.SSLError):
-        peer_version(first.ip, box.client.ca, str(box.client.cert), str(box.client.key))
-    with local_session() as session:
-        served = session.get(f"https://{first.ip}:2379/health", verify=str(box.client.ca),
-                             cert=(str(box.client.cert), str(box.client.key)), timeout=5)
-    assert served.status_code == 200
+    for cert, key in [(str(box.client.cert), str(box.client.key)), person_certificate(box)]:
+        with pytest.raises(requests.exceptions.SSLError):
+            peer_version(first.ip, box.client.ca, cert, key)
+        with local_session() as session:
+            served = session.get(f"https://{first.ip}:2379/health", verify=str(box.client.ca), cert=(cert, key),
+                                 timeout=5)
+        assert served.status_code == 200
