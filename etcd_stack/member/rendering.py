@@ -13,7 +13,7 @@ import shlex
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -254,6 +254,10 @@ def render_template(name: str, **values: Any) -> str:
     return _ENV.get_template(name).render(**values)
 
 
+# The EC2 instance metadata service, over IPv4 and over IPv6 (Nitro).
+METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
+
+
 def systemd_unit(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     return render_template(
         "etcd.service.j2",
@@ -262,6 +266,7 @@ def systemd_unit(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> 
         data_mount=paths.data_mount,
         etcd_binary=f"{paths.bin_dir}/etcd",
         config_file=paths.config_file,
+        metadata_addresses=METADATA_ADDRESSES,
     )
 
 
@@ -322,9 +327,18 @@ def join_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> s
                            **_member_values(cluster, member, paths))
 
 
+def _state_directory(path: str) -> str:
+    """systemd's StateDirectory= names a directory under /var/lib, and creates it owned by the unit's user."""
+    relative = PurePosixPath(path).relative_to("/var/lib")
+    if not relative.parts:
+        raise ValueError(f"the backup state directory {path} must be a directory below /var/lib")
+    return str(relative)
+
+
 def backup_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
     """The service that runs the backup script, and the timer that runs the service."""
-    service = render_template("etcd-backup.service.j2", cluster_name=cluster.name, script=paths.script("etcd-backup"))
+    service = render_template("etcd-backup.service.j2", cluster_name=cluster.name, script=paths.script("etcd-backup"),
+                              state_directory=_state_directory(paths.backup_state_dir))
     timer = render_template("etcd-backup.timer.j2", cluster_name=cluster.name,
                             interval_minutes=cluster.backup.interval_minutes)
     return service, timer
