@@ -37,7 +37,8 @@ client_endpoint = dns.client_endpoint(name)
 
 access = MemberAccess(
     f"{name}-access",
-    MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, tags=tags),
+    MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=cfg.vpc_cidr, tags=tags,
+                     client_cidrs=cfg.client_sources, client_security_group_ids=cfg.client_security_group_ids),
 )
 bastion = None
 if cfg.bastion:
@@ -52,6 +53,7 @@ if cfg.bastion:
             ssh_public_key=cfg.ssh_public_key,
             member_security_group=access.security_group,
             tags=tags,
+            load_balancer_security_group=access.load_balancer_security_group,
         ),
     )
 
@@ -121,6 +123,7 @@ balancer = ClientLoadBalancer(
         members=members,
         after=etcd.interfaces,
         tags=tags,
+        security_group_id=access.load_balancer_security_group.id,
     ),
 )
 ClusterDns(
@@ -160,7 +163,8 @@ pulumi.export("caCertPem", pki.ca_cert_pem)
 pulumi.export("operatorCertPem", pki.operator.cert_pem)
 pulumi.export("operatorKeyPem", pki.operator.private_key_pem)
 pulumi.export("operatorCerts", operators.cert_pems)
-pulumi.export("discoveryUrl", discovery_url)
+# Whoever holds the token can register members into the cluster's bootstrap.
+pulumi.export("discoveryUrl", pulumi.Output.secret(discovery_url) if discovery_url else None)
 pulumi.export("backupDestination", backups.bucket_name.apply(lambda bucket: destination(bucket, name)))
 pulumi.export("etcdctl", etcdctl_commands(client_endpoint, [m.dns_name for m in members]))
 pulumi.export("vpcId", network.vpc_id)

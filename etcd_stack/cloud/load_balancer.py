@@ -27,6 +27,8 @@ class LoadBalancerArgs:
     # The members' interfaces claim their fixed addresses before the balancer's nodes take any.
     after: Sequence[pulumi.Resource]
     tags: Mapping[str, str]
+    # Set at creation or never: AWS cannot add a security group to an NLB made without one.
+    security_group_id: pulumi.Input[str]
 
 
 class ClientLoadBalancer(pulumi.ComponentResource):
@@ -42,6 +44,7 @@ class ClientLoadBalancer(pulumi.ComponentResource):
             load_balancer_type="network",
             subnets=list(args.subnet_ids),
             enable_cross_zone_load_balancing=True,
+            security_groups=[args.security_group_id],
             tags=tagged(args.tags, name),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from etcd_stack.addressing import ZonePlan, plan_zones
-from etcd_stack.cloud.iam import policy, trust
+from etcd_stack.cloud.iam import policy
 from etcd_stack.config import NatStrategy
 from etcd_stack.tags import tagged
 
@@ -140,7 +140,7 @@ class Network(pulumi.ComponentResource):
             name, retention_in_days=retention_days, tags=tagged(self._tags, name), opts=child
         )
         role = aws.iam.Role(
-            name, assume_role_policy=trust("vpc-flow-logs.amazonaws.com"), tags=tagged(self._tags, name), opts=child
+            name, assume_role_policy=self.vpc.arn.apply(_flow_log_trust), tags=tagged(self._tags, name), opts=child
         )
         aws.iam.RolePolicy(
             name,
@@ -172,6 +172,22 @@ class Network(pulumi.ComponentResource):
             tags=tagged(self._tags, name),
             opts=child,
         )
+
+
+def _flow_log_trust(vpc_arn: str) -> str:
+    """The flow-logs service may take the role only for this account's flow logs (the confused deputy: AWS
+    recommends aws:SourceAccount and aws:SourceArn in this trust policy). The VPC's ARN names partition,
+    region and account."""
+    _, partition, _, region, account, _ = vpc_arn.split(":", 5)
+    return policy({
+        "Effect": "Allow",
+        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:ec2:{region}:{account}:vpc-flow-log/*"},
+        },
+    })
 
 
 ZONE_COUNT = 3
