@@ -349,9 +349,11 @@ def _client_cidrs(key: str, text: str) -> tuple[ipaddress.IPv4Network, ...]:
     items = _json(key, text, list, "a list of private IPv4 CIDRs such as [\"10.1.0.0/16\"]")
     networks: list[ipaddress.IPv4Network] = []
     for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(key, item, "each entry a CIDR string such as \"10.1.0.0/16\"")
         try:
             network = ipaddress.IPv4Network(item)
-        except (ValueError, TypeError):
+        except ValueError:
             raise ConfigError(key, item, f"an IPv4 CIDR such as 10.1.0.0/16{_network_hint(str(item))}") from None
         if not any(network.subnet_of(private) for private in _RFC1918):
             raise ConfigError(key, item, "a private range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 "

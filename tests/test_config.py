@@ -223,6 +223,8 @@ BAD = {
     "client public": ({"clientCidrs": ["198.51.100.0/24"]}, "etcd:clientCidrs", "private range"),
     "client world": ({"clientCidrs": ["0.0.0.0/0"]}, "etcd:clientCidrs", "private range"),
     "client ipv6": ({"clientCidrs": ["fd00::/64"]}, "etcd:clientCidrs", "IPv4 CIDR"),
+    "client number": ({"clientCidrs": [42]}, "etcd:clientCidrs", "CIDR string"),
+    "client host bits": ({"clientCidrs": ["10.1.0.1/16"]}, "etcd:clientCidrs", "did you mean 10.1.0.0/16?"),
     "client not a list": ({"clientCidrs": "10.1.0.0/16"}, "etcd:clientCidrs", "a list of private IPv4 CIDRs"),
     "client group": ({"clientSecurityGroupIds": ["sg-12"]}, "etcd:clientSecurityGroupIds", "security group id"),
     "client group name": ({"clientSecurityGroupIds": ["default"]}, "etcd:clientSecurityGroupIds",
