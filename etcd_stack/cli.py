@@ -21,6 +21,7 @@ from etcd_stack.member import certificates, rendering
 from etcd_stack.ops import procedures as operations
 from etcd_stack.preview import offline
 from etcd_stack.sandbox import cluster as sandbox
+from etcd_stack.sandbox import local as sandbox_local
 
 EXIT_BAD_INPUT = 2
 
@@ -178,6 +179,16 @@ def operator_csr(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_sign_csr(args: argparse.Namespace) -> int:
+    if not args.csr.is_file():
+        raise UsageError(f"--csr: {args.csr} is not a file")
+    cert = sandbox_local.sign_person(args.dir.resolve(), args.csr.read_text())
+    out = args.csr.with_suffix(".crt")
+    out.write_text(cert)
+    print(f"{out}: a client certificate from the sandbox's CA for the key beside {args.csr.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: offline render and local tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -228,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     roll_parser.add_argument("--etcd-bin", type=Path, help="upgrade: the etcd binary to roll onto")
     roll_parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
     action("rotate-certs", sandbox_rotate_certs, "re-issue every certificate from the same CA, one member at a time")
+    sign_parser = action("sign-csr", sandbox_sign_csr, "sign a person's request as etcd:operatorCsrs does on AWS")
+    sign_parser.add_argument("--csr", required=True, type=Path, help="a request from `etcd-stack operator-csr`")
     action("rotate-ca", sandbox_rotate_ca, "move to a new CA: trust both, issue from the new one, drop the old")
     return parser
 

@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from cryptography import x509
 
 from etcd_stack import cli, config
 from etcd_stack.config import Bootstrap, EtcdVersion
-from etcd_stack.member import certificates, rendering
+from etcd_stack.member import rendering
 from etcd_stack.member.rendering import ClusterSettings
 from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.gateway import local_session
-from etcd_stack.sandbox.local import LocalCa, local_members, local_paths
+from etcd_stack.sandbox.local import local_members, local_paths
 from tests.conftest import VARIANTS, written_file
 
 DATA = Path(__file__).parents[1] / "data"
@@ -161,10 +160,7 @@ def person_certificate(box: sandbox.Sandbox) -> tuple[str, str]:
     """A person's certificate as the stack makes one: `etcd-stack operator-csr`, signed by the cluster's CA."""
     laptop = box.directory / "laptop"
     assert cli.main(["operator-csr", "--name", "alice", "--out", str(laptop)]) == 0
-    request = x509.load_pem_x509_csr((laptop / "alice.csr").read_bytes())
-    ca = LocalCa.load(box.directory)
-    cert = certificates.sign(request, ca.key, ca.cert, certificates.CLIENT_USES, ca.cert.not_valid_before_utc)
-    (laptop / "alice.crt").write_text(certificates.cert_pem(cert))
+    assert cli.main(["sandbox", "sign-csr", "--dir", str(box.directory), "--csr", str(laptop / "alice.csr")]) == 0
     return str(laptop / "alice.crt"), str(laptop / "alice.key")
 
 
