@@ -104,12 +104,12 @@ class StackConfig:
     ca_generation: int
     ca_rotation: CaRotation
     tags: tuple[tuple[str, str], ...]
-    client_cidrs: tuple[ipaddress.IPv4Network, ...]
+    client_cidrs: tuple[IPNetwork, ...]
     client_security_group_ids: tuple[str, ...]
     operator_csrs: tuple[tuple[str, str], ...]
 
     @property
-    def client_sources(self) -> tuple[ipaddress.IPv4Network, ...]:
+    def client_sources(self) -> tuple[IPNetwork, ...]:
         """The CIDRs admitted to 2379 beside the listed client groups: the VPC when nothing is listed."""
         return self.client_cidrs or (() if self.client_security_group_ids else (self.vpc_cidr,))
 
@@ -242,22 +242,31 @@ def _network_hint(text: str) -> str:
 SSH_MIN_PREFIX = {4: 16, 6: 48}
 
 
-def _ssh_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
-    items = _json(key, text, list, "a list of CIDRs such as [\"198.51.100.7/32\"]")
+def _cidrs(key: str, text: str, example: str, check: Callable[[str, str, IPNetwork], None]) -> tuple[IPNetwork, ...]:
+    """A JSON list of CIDRs, each checked by `check`, duplicates listed once."""
+    items = _json(key, text, list, f"a list of CIDRs such as [\"{example}\"]")
     networks: list[IPNetwork] = []
     for item in items:
         if not isinstance(item, str):
-            raise ConfigError(key, item, "each entry a CIDR string such as \"198.51.100.7/32\"")
+            raise ConfigError(key, item, f"each entry a CIDR string such as \"{example}\"")
         try:
             network = ipaddress.ip_network(item)
         except ValueError:
-            raise ConfigError(key, item, f"a CIDR such as 198.51.100.7/32{_network_hint(item)}") from None
-        if network.prefixlen < SSH_MIN_PREFIX[network.version]:
-            raise ConfigError(key, item, "a narrow range: IPv4 /16 or longer, IPv6 /48 or longer; "
-                                         "list the addresses you connect from")
+            raise ConfigError(key, item, f"a CIDR such as {example}{_network_hint(item)}") from None
+        check(key, item, network)
         if network not in networks:
             networks.append(network)
     return tuple(networks)
+
+
+def _narrow_for_ssh(key: str, item: str, network: IPNetwork) -> None:
+    if network.prefixlen < SSH_MIN_PREFIX[network.version]:
+        raise ConfigError(key, item, "a narrow range: IPv4 /16 or longer, IPv6 /48 or longer; "
+                                     "list the addresses you connect from")
+
+
+def _ssh_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
+    return _cidrs(key, text, "198.51.100.7/32", _narrow_for_ssh)
 
 
 # EC2 key pairs import RSA and Ed25519 keys only.
@@ -345,22 +354,14 @@ def _region(key: str, text: str) -> str:
     return text
 
 
-def _client_cidrs(key: str, text: str) -> tuple[ipaddress.IPv4Network, ...]:
-    items = _json(key, text, list, "a list of private IPv4 CIDRs such as [\"10.1.0.0/16\"]")
-    networks: list[ipaddress.IPv4Network] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigError(key, item, "each entry a CIDR string such as \"10.1.0.0/16\"")
-        try:
-            network = ipaddress.IPv4Network(item)
-        except ValueError:
-            raise ConfigError(key, item, f"an IPv4 CIDR such as 10.1.0.0/16{_network_hint(str(item))}") from None
-        if not any(network.subnet_of(private) for private in _RFC1918):
-            raise ConfigError(key, item, "a private range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 "
-                                         "(the load balancer is internal)")
-        if network not in networks:
-            networks.append(network)
-    return tuple(networks)
+def _private_ipv4(key: str, item: str, network: IPNetwork) -> None:
+    if network.version != 4 or not any(network.subnet_of(private) for private in _RFC1918):
+        raise ConfigError(key, item, "a private IPv4 range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 "
+                                     "(the load balancer is internal)")
+
+
+def _client_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
+    return _cidrs(key, text, "10.1.0.0/16", _private_ipv4)
 
 
 _SECURITY_GROUP_ID = re.compile(r"sg-([0-9a-f]{8}|[0-9a-f]{17})")
