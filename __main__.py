@@ -15,6 +15,7 @@ from etcd_stack.cloud.keys import Reader, StackKey, StackKeyArgs, deployer
 from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones, existing_network
+from etcd_stack.cloud.operators import OperatorCertificates, OperatorCertsArgs
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, no_read_policy, parameter_root
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
@@ -40,7 +41,9 @@ client_endpoint = dns.client_endpoint(cfg.stack, name)
 
 access = MemberAccess(
     f"{name}-access",
-    MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=network.cidr, tags=tags),
+    MemberAccessArgs(cluster_size=cfg.cluster_size, vpc_id=network.vpc_id, vpc_cidr=network.cidr, tags=tags,
+                     client_cidrs=cfg.client_sources(network.cidr),
+                     client_security_group_ids=cfg.client_security_group_ids),
 )
 account, deployer_arn = deployer()
 bastion = None
@@ -58,6 +61,7 @@ if cfg.bastion:
             tags=tags,
             internet_gateway=network.internet_gateway,
             parameter_policy=no_read_policy(cfg.region, account, cfg.stack, name),
+            load_balancer_security_group=access.load_balancer_security_group,
         ),
     )
 
@@ -79,6 +83,13 @@ pki = ClusterPki(
     PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags, stack=cfg.stack,
             region=cfg.region, account=account, key_arn=stack_key.arn,
             ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation, key_generation=cfg.key_generation),
+)
+
+# Per-person client certificates from requests in etcd:operatorCsrs; the keys stay on the people's machines.
+operators = OperatorCertificates(
+    f"{name}-operators",
+    OperatorCertsArgs(requests=cfg.operator_csrs, ca_private_key_pem=pki.issuer.key.private_key_pem,
+                      ca_cert_pem=pki.issuer.cert_pem),
 )
 
 backups = BackupBucket(
@@ -138,6 +149,7 @@ balancer = ClientLoadBalancer(
         members=members,
         addresses=balancer_ips,
         tags=tags,
+        security_group_id=access.load_balancer_security_group.id,
     ),
 )
 ClusterDns(
@@ -175,7 +187,9 @@ pulumi.export("members", [
 pulumi.export("caCertPem", pki.ca_cert_pem)
 pulumi.export("operatorCertPem", pki.operator.cert_pem)
 pulumi.export("operatorKeyPem", pki.operator.private_key_pem)
-pulumi.export("discoveryUrl", discovery_url)
+pulumi.export("operatorCerts", operators.cert_pems)
+# Whoever holds the token can register members into the cluster's bootstrap.
+pulumi.export("discoveryUrl", pulumi.Output.secret(discovery_url) if discovery_url else None)
 pulumi.export("backupDestination", backups.bucket_name.apply(lambda bucket: destination(bucket, name)))
 pulumi.export("etcdctl", etcdctl_commands(client_endpoint, [m.dns_name for m in members]))
 pulumi.export("vpcId", network.vpc_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -13,15 +14,17 @@ from pathlib import Path
 
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from etcd_stack import config
-from etcd_stack.member import rendering
+from etcd_stack.member import certificates, rendering
 from etcd_stack.ops import procedures as operations
 from etcd_stack.ops import rolling
 from etcd_stack.ops.ssm import SsmTransport
 from etcd_stack.ops.transport import BadInput, OperationError, Transport
 from etcd_stack.preview import offline
 from etcd_stack.sandbox import cluster as sandbox
+from etcd_stack.sandbox import local as sandbox_local
 from etcd_stack.sandbox.transport import SandboxTransport
 from etcd_stack.tags import MEMBER_TAG
 
@@ -206,6 +209,37 @@ def sandbox_rotate_ca(args: argparse.Namespace) -> int:
     return 0
 
 
+def operator_csr(args: argparse.Namespace) -> int:
+    key_file, csr_file = args.out / f"{args.name}.key", args.out / f"{args.name}.csr"
+    for path in (key_file, csr_file):
+        if path.exists():
+            raise UsageError(f"--out: {path} exists; move it away or pick another directory")
+    key = certificates.new_private_key()
+    request = certificates.signing_request(key, args.name, (), ()).public_bytes(Encoding.PEM).decode()
+    config.check_operator_csr("--name", args.name, request)
+    args.out.mkdir(parents=True, exist_ok=True)
+    # The key is created private: it never exists readable by others, not even for a moment.
+    with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as private:
+        private.write(certificates.key_pem(key))
+    csr_file.write_text(request)
+    print(f"{key_file}: your private key; it stays on this machine")
+    print(f"{csr_file}: the request the stack signs; then:")
+    print(f"  pulumi config set --path 'etcd:operatorCsrs.{args.name}' -- \"$(cat {csr_file})\"")
+    print("  pulumi up")
+    print(f"  pulumi stack output operatorCerts --json | jq -r '.[\"{args.name}\"]' > {args.out / args.name}.crt")
+    return 0
+
+
+def sandbox_sign_csr(args: argparse.Namespace) -> int:
+    if not args.csr.is_file():
+        raise UsageError(f"--csr: {args.csr} is not a file")
+    cert = sandbox_local.sign_person(args.dir.resolve(), args.csr.read_text())
+    out = args.csr.with_suffix(".crt")
+    out.write_text(cert)
+    print(f"{out}: a client certificate from the sandbox's CA for the key beside {args.csr.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcd-stack", description="etcd on AWS: render, sandbox, operations.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--project-dir", type=Path, default=offline.PROJECT_DIR, help="the Pulumi project (default: this checkout)"
     )
     render_parser.set_defaults(handler=render)
+
+    csr_parser = commands.add_parser(
+        "operator-csr", help="make your own client key and a certificate request for etcd:operatorCsrs"
+    )
+    csr_parser.add_argument("--name", required=True, help="your name, the certificate's CN (e.g. alice)")
+    csr_parser.add_argument("--out", type=Path, default=Path("."), help="directory for NAME.key and NAME.csr")
+    csr_parser.set_defaults(handler=operator_csr)
 
     sandbox_parser = commands.add_parser("sandbox", help="the stack's cluster as real etcd processes on this machine")
     actions = sandbox_parser.add_subparsers(dest="action", required=True)
@@ -247,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     resize_parser = action("resize", sandbox_resize, "grow or shrink the cluster one member at a time")
     resize_parser.add_argument("--size", required=True, type=int, help="the new number of members: 1, 3, 5 or 7")
     action("rotate-certs", sandbox_rotate_certs, "re-issue every certificate from the same CA, one member at a time")
+    sign_parser = action("sign-csr", sandbox_sign_csr, "sign a person's request as etcd:operatorCsrs does on AWS")
+    sign_parser.add_argument("--csr", required=True, type=Path, help="a request from `etcd-stack operator-csr`")
     action("rotate-ca", sandbox_rotate_ca, "move to a new CA: trust both, issue from the new one, drop the old")
 
     def verb(name: str, handler: Callable[[argparse.Namespace], int], what: str) -> argparse.ArgumentParser:

@@ -19,8 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 from etcd_stack import releases
@@ -113,6 +114,14 @@ class StackConfig:
     private_subnet_ids: tuple[str, ...]
     member_ips: tuple[ipaddress.IPv4Address, ...]
     key_generation: int
+    client_cidrs: tuple[IPNetwork, ...]
+    client_security_group_ids: tuple[str, ...]
+    operator_csrs: tuple[tuple[str, str], ...]
+
+    def client_sources(self, vpc_cidr: IPNetwork) -> tuple[IPNetwork, ...]:
+        """The CIDRs admitted to 2379 beside the listed client groups: the VPC's (the one given, or the one the
+        stack makes) when nothing is listed."""
+        return self.client_cidrs or (() if self.client_security_group_ids else (vpc_cidr,))
 
     @property
     def common_tags(self) -> dict[str, str]:
@@ -261,21 +270,35 @@ def _network_hint(text: str) -> str:
         return " such as 10.0.0.0/16"
 
 
-def _ssh_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
-    items = _json(key, text, list, "a list of CIDRs such as [\"198.51.100.7/32\"]")
+# The widest SSH source ranges allowed, per IP version.
+SSH_MIN_PREFIX = {4: 16, 6: 48}
+
+
+def _cidrs(key: str, text: str, example: str, check: Callable[[str, str, IPNetwork], None]) -> tuple[IPNetwork, ...]:
+    """A JSON list of CIDRs, each checked by `check`, duplicates listed once."""
+    items = _json(key, text, list, f"a list of CIDRs such as [\"{example}\"]")
     networks: list[IPNetwork] = []
     for item in items:
         if not isinstance(item, str):
-            raise ConfigError(key, item, "each entry a CIDR string such as \"198.51.100.7/32\"")
+            raise ConfigError(key, item, f"each entry a CIDR string such as \"{example}\"")
         try:
             network = ipaddress.ip_network(item)
         except ValueError:
-            raise ConfigError(key, item, f"a CIDR such as 198.51.100.7/32{_network_hint(item)}") from None
-        if network.prefixlen == 0:
-            raise ConfigError(key, item, "a CIDR narrower than the whole internet; list the addresses you connect from")
+            raise ConfigError(key, item, f"a CIDR such as {example}{_network_hint(item)}") from None
+        check(key, item, network)
         if network not in networks:
             networks.append(network)
     return tuple(networks)
+
+
+def _narrow_for_ssh(key: str, item: str, network: IPNetwork) -> None:
+    if network.prefixlen < SSH_MIN_PREFIX[network.version]:
+        raise ConfigError(key, item, "a narrow range: IPv4 /16 or longer, IPv6 /48 or longer; "
+                                     "list the addresses you connect from")
+
+
+def _ssh_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
+    return _cidrs(key, text, "198.51.100.7/32", _narrow_for_ssh)
 
 
 # EC2 key pairs import RSA and Ed25519 keys only.
@@ -302,8 +325,9 @@ def _ssh_public_key(key: str, text: str) -> str:
 
 def _url(key: str, text: str, need_path: bool) -> str:
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(key, text, "an http(s) URL without query or fragment")
+    # Plain HTTP would let anyone on the path swap the peers the members bootstrap with.
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(key, text, "an https URL without query or fragment")
     if need_path and parts.path.strip("/") == "":
         raise ConfigError(key, text, "a discovery URL with a token path, e.g. https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579cbf573de")
     return text.rstrip("/") if not need_path else text
@@ -403,6 +427,62 @@ def _member_ips(key: str, text: str) -> tuple[ipaddress.IPv4Address, ...]:
     if len(set(addresses)) != len(addresses):
         raise ConfigError(key, text, "each address once")
     return tuple(addresses)
+def _private_ipv4(key: str, item: str, network: IPNetwork) -> None:
+    if network.version != 4 or not any(network.subnet_of(private) for private in _RFC1918):
+        raise ConfigError(key, item, "a private IPv4 range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 "
+                                     "(the load balancer is internal)")
+
+
+def _client_cidrs(key: str, text: str) -> tuple[IPNetwork, ...]:
+    return _cidrs(key, text, "10.1.0.0/16", _private_ipv4)
+
+
+_SECURITY_GROUP_ID = re.compile(r"sg-([0-9a-f]{8}|[0-9a-f]{17})")
+
+
+def _security_group_ids(key: str, text: str) -> tuple[str, ...]:
+    items = _json(key, text, list, "a list of security group ids such as [\"sg-0123456789abcdef0\"]")
+    for item in items:
+        if not isinstance(item, str) or not _SECURITY_GROUP_ID.fullmatch(item):
+            raise ConfigError(key, item, "a security group id such as sg-0123456789abcdef0")
+    return tuple(dict.fromkeys(items))
+
+
+# A person's name becomes the certificate's CN; member names and root (etcd's super user) are not people.
+_OPERATOR_NAME = re.compile(r"[a-z][a-z0-9._-]{0,62}")
+_NOT_OPERATORS = re.compile(r"etcd-[0-9]+|root")
+
+
+def _operator_csrs(key: str, text: str) -> tuple[tuple[str, str], ...]:
+    items = _json(key, text, dict, "a map of person to PEM certificate request, made by `etcd-stack operator-csr`")
+    for name, pem in sorted(items.items()):
+        check_operator_csr(f"{key}.{name}", name, pem)
+    return tuple(sorted(items.items()))
+
+
+def check_operator_csr(key: str, name: str, pem: Any) -> None:
+    """A request the stack may sign for a person: their name as its only subject, no host names."""
+    if not _OPERATOR_NAME.fullmatch(name) or _NOT_OPERATORS.fullmatch(name):
+        raise ConfigError(key, name, "a person's name: lowercase letters, digits, '.', '_' or '-', "
+                                     "starting with a letter; not a member name or root")
+    try:
+        request = x509.load_pem_x509_csr(pem.encode())
+    except (ValueError, AttributeError):
+        raise ConfigError(key, pem, "a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)") from None
+    if not request.is_signature_valid:
+        raise ConfigError(key, "<request>", "a certificate request signed by its own key")
+    public_key = request.public_key()
+    ecdsa = isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in ("secp256r1", "secp384r1")
+    if not (ecdsa or (isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= 2048)):
+        raise ConfigError(key, "<request>", "a request for an ECDSA P-256 or P-384 key, or an RSA key of 2048+ bits")
+    common_names = [a.value for a in request.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    if common_names != [name]:
+        raise ConfigError(key, ",".join(map(str, common_names)), f"a request whose common name is {name!r}")
+    # Names in a request would be copied into the certificate: the peer listener admits any certificate naming
+    # the members' peer name, so a person's certificate names nothing.
+    if list(request.extensions):
+        raise ConfigError(key, "<request with extensions>", "a request with no extensions (no subject alternative "
+                                                           "names): the certificate is for a person, not a host")
 
 
 # --- the key table: the one list of what `etcd:` accepts -----------------------------------
@@ -473,6 +553,12 @@ KEYS: tuple[Key, ...] = (
         "With `etcd:vpcId`: each member's address, inside those subnets (else planned from host 10 of each)"),
     Key("keyGeneration", "key_generation", _integer(1, 1000), "1",
         "Which private keys the members and the operator hold; raise it by one to replace every key"),
+    Key("clientCidrs", "client_cidrs", _client_cidrs, "[]",
+        "Private CIDRs whose clients may reach etcd on 2379 (with no CIDR and no group: the VPC)"),
+    Key("clientSecurityGroupIds", "client_security_group_ids", _security_group_ids, "[]",
+        "Security groups whose instances may reach etcd on 2379"),
+    Key("operatorCsrs", "operator_csrs", _operator_csrs, "{}",
+        "Per-person client certificate requests the stack signs (`etcd-stack operator-csr`); keys stay with them"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}

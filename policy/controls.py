@@ -12,7 +12,9 @@ import base64
 import binascii
 import fnmatch
 import gzip
+import ipaddress
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -396,6 +398,86 @@ def _cluster_own_ca(r: Resource, config: dict[str, Any], files: dict[str, str]) 
     return found
 
 
+# --- least privilege: SSH ranges, the metadata service, the peer pin ------------------------------
+
+SSH_PORT = 22
+# The widest SSH source allowed per IP version (etcd_stack/config.py refuses wider ones before this runs).
+SSH_MIN_PREFIX = {4: 16, 6: 48}
+
+
+def _ingress_rules(r: Resource) -> list[tuple[str, Any, Any, list[str]]]:
+    """Each ingress rule a resource holds, as (protocol, from port, to port, source CIDRs)."""
+    if r.type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        return [(str(r.props.get("ipProtocol")), r.props.get("fromPort"), r.props.get("toPort"),
+                 [c for c in (r.props.get("cidrIpv4"), r.props.get("cidrIpv6")) if c])]
+    rules = []
+    if r.type == "aws:ec2/securityGroupRule:SecurityGroupRule" and r.props.get("type") == "ingress":
+        rules = [r.props]
+    elif r.type == "aws:ec2/securityGroup:SecurityGroup":
+        rules = r.props.get("ingress") or []
+    return [(str(rule.get("protocol")), rule.get("fromPort"), rule.get("toPort"),
+             [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])]) for rule in rules]
+
+
+def _admits_port(protocol: str, low: Any, high: Any, port: int) -> bool:
+    if protocol in ("-1", "all"):
+        return True
+    # The engine hands numbers over as floats.
+    if protocol not in ("tcp", "6") or not isinstance(low, int | float) or not isinstance(high, int | float):
+        return False
+    return low <= port <= high or (low, high) == (-1, -1)
+
+
+def ssh_only_from_narrow_ranges(r: Resource) -> list[str]:
+    wide = []
+    for protocol, low, high, cidrs in _ingress_rules(r):
+        if not _admits_port(protocol, low, high, SSH_PORT):
+            continue
+        for cidr in cidrs:
+            try:
+                network = ipaddress.ip_network(cidr, strict=False)
+            except (TypeError, ValueError):
+                continue
+            if network.prefixlen < SSH_MIN_PREFIX[network.version]:
+                wide.append(str(network))
+    if not wide:
+        return []
+    return [f"{r.label()}: SSH admitted from {', '.join(sorted(wide))}, wider than IPv4 /16 or IPv6 /48"]
+
+
+def imds_hop_limit_one(r: Resource) -> list[str]:
+    """A hop limit above 1 lets a container or a forwarding process on the instance fetch the role's credentials;
+    left unset, the image decides (Amazon Linux 2023 images ask for 2)."""
+    if r.type != INSTANCE:
+        return []
+    limit = (r.props.get("metadataOptions") or {}).get("httpPutResponseHopLimit")
+    if limit != 1:
+        return [f"{r.label()}: the metadata service's response hop limit is {limit}, not 1"]
+    return []
+
+
+_BOOTSTRAP = "/usr/local/sbin/etcd-bootstrap"
+_ETCD_VERSION = re.compile(r"^readonly ETCD_VERSION='?(\d+)\.(\d+)\.(\d+)'?$", re.MULTILINE)
+# From 3.5.15 the config file reads the peer pin from the transport block; before, etcd ignores those keys
+# silently and reads the Go field PeerTLSInfo instead.
+PEER_PIN_KEY_SINCE = (3, 5, 15)
+
+
+def _peers_pinned(r: Resource, config: dict[str, Any], files: dict[str, str]) -> list[str]:
+    block = _block(config, "peer-transport-security")
+    in_block = any(block.get(key) for key in ("allowed-cn", "allowed-hostname"))
+    legacy = config.get("PeerTLSInfo") or {}
+    in_field = any(legacy.get(key) for key in ("AllowedCN", "AllowedHostname"))
+    found = _ETCD_VERSION.search(files.get(_BOOTSTRAP, ""))
+    version = tuple(int(part) for part in found.groups()) if found else None
+    # Without a known version, either form counts.
+    read = {in_block, in_field} if version is None else {in_block if version >= PEER_PIN_KEY_SINCE else in_field}
+    if True in read:
+        return []
+    where = "" if version is None else f" that etcd {'.'.join(map(str, version))} reads"
+    return [f"peer-transport-security admits any certificate of the CA: no allowed-cn or allowed-hostname{where}"]
+
+
 CONTROLS: tuple[Control, ...] = (
     Control("ec2-2-default-security-group-has-no-rules",
             "EC2.2: the VPC's default security group allows no traffic", default_security_group_has_no_rules),
@@ -438,6 +520,12 @@ CONTROLS: tuple[Control, ...] = (
             _member_check(_no_auto_tls("peer-transport-security"))),
     Control("cis-etcd-2-7-cluster-own-ca", "CIS etcd 2.7: etcd trusts a CA of its own",
             _member_check(_cluster_own_ca)),
+    Control("ssh-only-from-narrow-ranges", "SSH is admitted only from IPv4 /16 or IPv6 /48 ranges or narrower",
+            ssh_only_from_narrow_ranges),
+    Control("imds-hop-limit-one", "Instance metadata answers only the instance itself (hop limit 1)",
+            imds_hop_limit_one),
+    Control("etcd-peers-pinned", "The peer port admits only the members' certificates, not any of the CA's",
+            _member_check(_peers_pinned)),
 )
 
 

@@ -3,11 +3,15 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from etcd_stack import config
 from etcd_stack.config import Bootstrap, ConfigError, EtcdVersion, NatStrategy, architecture
+from etcd_stack.member import certificates
+from etcd_stack.member.certificates import PEER_NAME
 from tests.conftest import openssh_public
 
 
@@ -87,9 +91,63 @@ def test_a_premade_discovery_url_is_kept(raw_config):
     assert load(raw_config(discoveryUrl=url)).discovery_url == url
 
 
+def csr(common_name: str, key=None, dns_names: tuple[str, ...] = ()) -> str:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)]))
+    if dns_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)
+    return builder.sign(key or certificates.new_private_key(), hashes.SHA256()).public_bytes(Encoding.PEM).decode()
+
+
+def test_operator_requests_are_kept_by_person(raw_config):
+    alice, bob = csr("alice"), csr("bob")
+    cfg = load(raw_config(operatorCsrs={"bob": bob, "alice": alice}))
+    assert cfg.operator_csrs == (("alice", alice), ("bob", bob))
+
+
+OPERATOR_BAD = {
+    "another name": (lambda: csr("mallory"), "a request whose common name is 'alice'"),
+    "the peer name": (lambda: csr("alice", dns_names=(PEER_NAME,)), "no subject alternative names"),
+    "any host name": (lambda: csr("alice", dns_names=("laptop.example.org",)), "no subject alternative names"),
+    "an RSA key of 1024 bits": (lambda: csr("alice", rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+                                "RSA key of 2048+ bits"),
+    "a P-521 key": (lambda: csr("alice", ec.generate_private_key(ec.SECP521R1())), "ECDSA P-256 or P-384"),
+    "a forged signature": (lambda: forged(csr("alice")), "signed by its own key"),
+}
+
+
+def forged(pem: str) -> str:
+    """The request with one byte of its signature changed."""
+    der = bytearray(x509.load_pem_x509_csr(pem.encode()).public_bytes(Encoding.DER))
+    der[-3] ^= 0x01
+    return x509.load_der_x509_csr(bytes(der)).public_bytes(Encoding.PEM).decode()
+
+
+@pytest.mark.parametrize("case", OPERATOR_BAD.values(), ids=OPERATOR_BAD.keys())
+def test_an_operator_request_that_could_be_more_than_a_person_is_refused(raw_config, case):
+    make, allowed = case
+    with pytest.raises(ConfigError) as caught:
+        load(raw_config(operatorCsrs={"alice": make()}))
+    assert caught.value.key == "etcd:operatorCsrs.alice" and allowed in str(caught.value)
+
+
+def test_clients_default_to_the_vpc_and_listing_any_source_replaces_it(raw_config):
+    vpc = ipaddress.ip_network("10.7.0.0/16")  # the VPC's own range: the stack's, or an existing VPC's
+    assert load(raw_config()).client_sources(vpc) == (vpc,)
+    listed = load(raw_config(clientCidrs=["10.1.0.0/16", "10.1.0.0/16"]))
+    assert listed.client_cidrs == listed.client_sources(vpc) == (ipaddress.ip_network("10.1.0.0/16"),)
+    grouped = load(raw_config(clientSecurityGroupIds=["sg-0123456789abcdef0"]))
+    assert grouped.client_sources(vpc) == () and grouped.client_security_group_ids == ("sg-0123456789abcdef0",)
+
+
+@pytest.mark.parametrize("cidr", ["198.51.0.0/16", "2001:db8:1::/48", "203.0.113.9/32"])
+def test_ssh_ranges_of_the_narrowest_allowed_width_are_kept(raw_config, cidr):
+    assert load(raw_config(sshAllowedCidrs=[cidr])).ssh_allowed_cidrs == (ipaddress.ip_network(cidr),)
+
+
 def test_a_self_hosted_discovery_endpoint_loses_its_trailing_slash(raw_config):
-    assert load(raw_config(discoveryEndpoint="http://127.0.0.1:2379/v2/")).discovery_endpoint == (
-        "http://127.0.0.1:2379/v2"
+    assert load(raw_config(discoveryEndpoint="https://discovery.example.org/v2/")).discovery_endpoint == (
+        "https://discovery.example.org/v2"
     )
 
 
@@ -132,7 +190,9 @@ BAD = {
     "bootstrap enum": ({"bootstrap": "dns"}, "etcd:bootstrap", "'discovery' or 'static'"),
     "bootstrap case": ({"bootstrap": "Static"}, "etcd:bootstrap", "'discovery' or 'static'"),
     "discovery on 3.7": ({"version": "3.7.1"}, "etcd:bootstrap", "set etcd:bootstrap to 'static'"),
-    "endpoint scheme": ({"discoveryEndpoint": "ftp://discovery.etcd.io"}, "etcd:discoveryEndpoint", "http(s) URL"),
+    "endpoint scheme": ({"discoveryEndpoint": "ftp://discovery.etcd.io"}, "etcd:discoveryEndpoint", "an https URL"),
+    "endpoint plain http": ({"discoveryEndpoint": "http://discovery.etcd.io"}, "etcd:discoveryEndpoint", "https URL"),
+    "url plain http": ({"discoveryUrl": "http://discovery.etcd.io/3e86b5"}, "etcd:discoveryUrl", "an https URL"),
     "endpoint query": ({"discoveryEndpoint": "https://d.example/?x=1"}, "etcd:discoveryEndpoint", "without query"),
     "url no token": ({"discoveryUrl": "https://discovery.etcd.io/"}, "etcd:discoveryUrl", "token path"),
     "url with static": ({"bootstrap": "static", "discoveryUrl": "https://discovery.etcd.io/abc"},
@@ -157,9 +217,24 @@ BAD = {
     "nat enum": ({"natStrategy": "per-az"}, "etcd:natStrategy", "'single' or 'one-per-az'"),
     "retention": ({"flowLogRetentionDays": 10}, "etcd:flowLogRetentionDays", "one of 1, 3, 5"),
     "bastion yes": ({"bastion": "yes"}, "etcd:bastion", "true or false"),
-    "ssh world v4": ({"sshAllowedCidrs": ["0.0.0.0/0"]}, "etcd:sshAllowedCidrs", "narrower than the whole internet"),
-    "ssh world v6": ({"sshAllowedCidrs": ["198.51.100.7/32", "::/0"]}, "etcd:sshAllowedCidrs",
-                     "narrower than the whole internet"),
+    "ssh world v4": ({"sshAllowedCidrs": ["0.0.0.0/0"]}, "etcd:sshAllowedCidrs", "IPv4 /16 or longer"),
+    "ssh world v6": ({"sshAllowedCidrs": ["198.51.100.7/32", "::/0"]}, "etcd:sshAllowedCidrs", "IPv6 /48 or longer"),
+    "ssh v4 /15": ({"sshAllowedCidrs": ["198.50.0.0/15"]}, "etcd:sshAllowedCidrs", "IPv4 /16 or longer"),
+    "ssh v6 /47": ({"sshAllowedCidrs": ["2001:db8::/47"]}, "etcd:sshAllowedCidrs", "IPv6 /48 or longer"),
+    "client public": ({"clientCidrs": ["198.51.100.0/24"]}, "etcd:clientCidrs", "private IPv4 range"),
+    "client world": ({"clientCidrs": ["0.0.0.0/0"]}, "etcd:clientCidrs", "private IPv4 range"),
+    "client ipv6": ({"clientCidrs": ["fd00::/64"]}, "etcd:clientCidrs", "private IPv4 range"),
+    "client number": ({"clientCidrs": [42]}, "etcd:clientCidrs", "CIDR string"),
+    "client host bits": ({"clientCidrs": ["10.1.0.1/16"]}, "etcd:clientCidrs", "did you mean 10.1.0.0/16?"),
+    "client not a list": ({"clientCidrs": "10.1.0.0/16"}, "etcd:clientCidrs", "a list of CIDRs"),
+    "client group": ({"clientSecurityGroupIds": ["sg-12"]}, "etcd:clientSecurityGroupIds", "security group id"),
+    "client group name": ({"clientSecurityGroupIds": ["default"]}, "etcd:clientSecurityGroupIds",
+                          "security group id"),
+    "operator name": ({"operatorCsrs": {"Alice Smith": "x"}}, "etcd:operatorCsrs.Alice Smith", "a person's name"),
+    "operator member": ({"operatorCsrs": {"etcd-1": "x"}}, "etcd:operatorCsrs.etcd-1", "not a member name"),
+    "operator root": ({"operatorCsrs": {"root": "x"}}, "etcd:operatorCsrs.root", "or root"),
+    "operator garbage": ({"operatorCsrs": {"alice": "hello"}}, "etcd:operatorCsrs.alice", "PEM certificate request"),
+    "operator list": ({"operatorCsrs": ["alice"]}, "etcd:operatorCsrs", "a map of person"),
     "ssh host bits": ({"sshAllowedCidrs": ["198.51.100.7/24"]}, "etcd:sshAllowedCidrs", "198.51.100.0/24"),
     "ssh not a list": ({"sshAllowedCidrs": "198.51.100.7/32"}, "etcd:sshAllowedCidrs", "a list of CIDRs"),
     "ssh number": ({"sshAllowedCidrs": [42]}, "etcd:sshAllowedCidrs", "CIDR string"),

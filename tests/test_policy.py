@@ -107,6 +107,7 @@ def without_key(r: Resource) -> Resource:
 
 
 INSTANCE = "aws:ec2/instance:Instance"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 MEMBER = "etcd-etcd-0"
 VIOLATIONS = {
     "ec2-2-default-security-group-has-no-rules": (
@@ -122,10 +123,11 @@ VIOLATIONS = {
         "etcd-bastion"),
     "ec2-9-no-public-ipv4-but-the-bastion": (
         lambda s: changed(s, INSTANCE, MEMBER, lambda p: p.update(associatePublicIpAddress=True)), MEMBER),
+    # On the client port: world-wide SSH also trips the SSH control.
     "ec2-13-14-18-19-no-ingress-from-the-world": (
-        lambda s: changed(s, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "etcd-bastion-ssh-0",
+        lambda s: changed(s, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "etcd-access-members-client",
                           lambda p: p.update(cidrIpv4="0.0.0.0/0")),
-        "etcd-bastion-ssh-0"),
+        "etcd-access-members-client"),
     "ec2-15-subnets-assign-no-public-ip": (
         lambda s: changed(s, "aws:ec2/subnet:Subnet", "etcd-private-1", lambda p: p.update(mapPublicIpOnLaunch=True)),
         "etcd-private-1"),
@@ -173,6 +175,15 @@ VIOLATIONS = {
         MEMBER),
     "cis-etcd-2-7-cluster-own-ca": (
         lambda s: changed(s, INSTANCE, MEMBER, edit_member_config(("ca",), a_certificate_not_a_ca())), MEMBER),
+    "ssh-only-from-narrow-ranges": (
+        lambda s: changed(s, INGRESS, "etcd-bastion-ssh-0", lambda p: p.update(cidrIpv4="198.0.0.0/8")),
+        "etcd-bastion-ssh-0"),
+    "imds-hop-limit-one": (
+        lambda s: changed(s, INSTANCE, MEMBER, lambda p: p["metadataOptions"].update(httpPutResponseHopLimit=2)),
+        MEMBER),
+    "etcd-peers-pinned": (
+        lambda s: changed(s, INSTANCE, MEMBER, edit_member_config(("peer-transport-security", "allowed-hostname"), [])),
+        MEMBER),
 }
 
 
@@ -222,6 +233,40 @@ def test_the_ca_bundle_as_a_plain_string_is_refused(stack):
     broken = changed(stack, "aws:ssm/parameter:Parameter", "etcd-pki-ca-bundle", lambda p: p.update(type="String"))
     (message,) = violations(broken)["ssm-securestrings-under-the-stack-key"]
     assert message.startswith("aws:ssm/parameter:Parameter etcd-pki-ca-bundle: PEM material in a plain String")
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0", "2001:db8::/32", "10.0.0.0/15"])
+def test_world_and_too_wide_ssh_ranges_fire_the_ssh_control(stack, cidr):
+    key = "cidrIpv6" if ":" in cidr else "cidrIpv4"
+    broken = changed(stack, INGRESS, "etcd-bastion-ssh-0", lambda p: p.pop("cidrIpv4") and p.update({key: cidr}))
+    (message,) = violations(broken)["ssh-only-from-narrow-ranges"]
+    assert cidr in message
+
+
+@pytest.mark.parametrize("rule", [{"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["172.16.0.0/12"]},
+                                  {"protocol": "tcp", "fromPort": 20, "toPort": 30, "cidrBlocks": ["172.16.0.0/12"]}])
+def test_a_rule_that_covers_port_22_counts_as_ssh(rule):
+    group = Resource("aws:ec2/securityGroup:SecurityGroup", "g", {"ingress": [rule]})
+    assert violations([group])["ssh-only-from-narrow-ranges"]
+    narrow = {**rule, "cidrBlocks": ["10.1.0.0/16"]}
+    assert not violations([Resource("aws:ec2/securityGroup:SecurityGroup", "g", {"ingress": [narrow]})])[
+        "ssh-only-from-narrow-ranges"]
+
+
+def test_an_unset_hop_limit_is_a_violation_the_image_would_decide_it(stack):
+    broken = changed(stack, INSTANCE, MEMBER, lambda p: p["metadataOptions"].pop("httpPutResponseHopLimit"))
+    assert violations(broken)["imds-hop-limit-one"]
+
+
+def test_a_pin_in_a_key_the_members_etcd_ignores_is_no_pin(stack):
+    """etcd before 3.5.15 ignores allowed-hostname in the config file: the pin must be in PeerTLSInfo there."""
+    def old_etcd(props: dict) -> None:
+        document = yaml.safe_load(gzip.decompress(base64.b64decode(props["userDataBase64"])))
+        for file in document["write_files"]:
+            if file["path"] == "/usr/local/sbin/etcd-bootstrap":
+                file["content"] = file["content"].replace("readonly ETCD_VERSION=3.6.14", "readonly ETCD_VERSION=3.5.1")
+        props["userDataBase64"] = base64.b64encode(gzip.compress(yaml.safe_dump(document).encode())).decode()
+
+    found = violations(changed(stack, INSTANCE, MEMBER, old_etcd))["etcd-peers-pinned"]
+    assert found and all("etcd 3.5.1 reads" in message for message in found)
 
 
 def test_unknown_values_at_preview_are_not_judged(stack):

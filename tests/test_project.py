@@ -105,5 +105,32 @@ def test_the_workflow_runs_the_tests_and_a_pulumi_preview():
     workflow = yaml.safe_load((PROJECT_DIR / ".github" / "workflows" / "ci.yml").read_text())
     steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
     assert any(step.get("run") == "make test" for step in steps)
-    pulumi = [step for step in steps if step.get("uses", "").startswith("pulumi/actions@")]
-    assert len(pulumi) == 1 and pulumi[0]["with"]["command"] == "preview"
+    preview = workflow["jobs"]["preview"]
+    runs = [step.get("run", "") for step in preview["steps"]]
+    assert [r for r in runs if r.startswith("pulumi preview")] == [
+        'pulumi preview --stack "$PULUMI_STACK" --policy-pack policy --diff --non-interactive']
+    installed = [step for step in preview["steps"] if step.get("uses", "").startswith("pulumi/actions@")]
+    assert len(installed) == 1 and "with" not in installed[0], "the action only installs the CLI"
+
+
+def test_the_preview_waits_for_approval_and_installs_only_what_runs():
+    workflow = yaml.safe_load((PROJECT_DIR / ".github" / "workflows" / "ci.yml").read_text())
+    preview = workflow["jobs"]["preview"]
+    assert preview["environment"] == "aws-preview"
+    assert preview["permissions"] == {"contents": "read", "id-token": "write"}
+    script = "\n".join(step.get("run", "") for step in preview["steps"])
+    assert "-r requirements.txt" in script and "[test]" not in script and "make " not in script
+    lines = (PROJECT_DIR / "requirements.txt").read_text().splitlines()
+    assert [line for line in lines if line and not line.startswith("#")] == ["-e ."], "the project, no extras"
+
+
+def test_every_action_is_pinned_by_a_full_commit():
+    workflow = yaml.safe_load((PROJECT_DIR / ".github" / "workflows" / "ci.yml").read_text())
+    uses = [step["uses"] for job in workflow["jobs"].values() for step in job["steps"] if "uses" in step]
+    assert uses
+    for action in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False

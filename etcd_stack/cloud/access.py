@@ -80,12 +80,29 @@ class MemberAccessArgs:
     vpc_id: pulumi.Input[str]
     vpc_cidr: ipaddress.IPv4Network
     tags: Mapping[str, str]
+    # Who may be an etcd client on 2379, beside the members themselves (StackConfig.client_sources: the VPC
+    # when nothing is listed).
+    client_cidrs: Sequence[IPNetwork]
+    client_security_group_ids: Sequence[str]
+
+
+def _client_sources(name: str, group: aws.ec2.SecurityGroup, args: MemberAccessArgs,
+                    parent: pulumi.Resource) -> None:
+    """2379 on the group from every listed client CIDR and client security group."""
+    for index, cidr in enumerate(args.client_cidrs):
+        # The first keeps the name the VPC-wide rule always had, so a stack that lists nothing keeps its rule.
+        _ingress(f"{name}-client" + (f"-{index}" if index else ""), group, CLIENT_PORT, f"etcd clients in {cidr}",
+                 cidr, args.tags, parent)
+    for index, client_group in enumerate(args.client_security_group_ids):
+        _ingress(f"{name}-client-sg-{index}", group, CLIENT_PORT, f"etcd clients in {client_group}",
+                 pulumi.Output.from_input(client_group), args.tags, parent)
 
 
 class MemberAccess(pulumi.ComponentResource):
-    """The members' security group and one instance role per member (each will read only its own secrets)."""
+    """The members' and the load balancer's security groups, and one instance role per member."""
 
     security_group: aws.ec2.SecurityGroup
+    load_balancer_security_group: aws.ec2.SecurityGroup
     roles: list[aws.iam.Role]
     instance_profiles: list[aws.iam.InstanceProfile]
 
@@ -94,12 +111,25 @@ class MemberAccess(pulumi.ComponentResource):
         group_name = f"{name}-members"
         self.security_group = _security_group(group_name, args.vpc_id, "etcd members", args.tags, self)
         group = self.security_group
-        _ingress(f"{group_name}-client", group, CLIENT_PORT, "etcd clients inside the VPC",
-                 args.vpc_cidr, args.tags, self)
+        # An NLB takes security groups only when it is created: this one exists before the balancer does.
+        balancer_name = f"{name}-load-balancer"
+        balancer = _security_group(balancer_name, args.vpc_id, "etcd client load balancer", args.tags, self)
+        self.load_balancer_security_group = balancer
+        _client_sources(group_name, group, args, self)
+        _client_sources(balancer_name, balancer, args, self)
+        _ingress(f"{group_name}-client-balancer", group, CLIENT_PORT, "etcd clients through the load balancer",
+                 balancer.id, args.tags, self)
+        # etcd-join asks the other members, on their client port, to add it.
+        _ingress(f"{group_name}-client-members", group, CLIENT_PORT, "etcd clients: the members themselves",
+                 group.id, args.tags, self)
         _ingress(f"{group_name}-peer", group, PEER_PORT, "etcd peers: members only",
                  group.id, args.tags, self)
         _ingress(f"{group_name}-health", group, METRICS_PORT, "health checks from the load balancer",
-                 args.vpc_cidr, args.tags, self)
+                 balancer.id, args.tags, self)
+        # Health checks obey the balancer's outbound rules only (ELB guide, NLB security groups).
+        for port, what in ((CLIENT_PORT, "etcd clients"), (METRICS_PORT, "health checks")):
+            _egress(f"{balancer_name}-to-members-{port}", balancer, f"{what} to the members", args.tags, self,
+                    port=port, referenced_security_group_id=group.id)
         # Egress through NAT: the etcd download, SSM, and the AWS APIs.
         _egress(f"{group_name}-egress", group, "all outbound", args.tags, self, cidr_ipv4="0.0.0.0/0")
 
@@ -110,7 +140,8 @@ class MemberAccess(pulumi.ComponentResource):
             self.instance_profiles.append(profile)
 
         self.security_group_id = group.id
-        self.register_outputs({"security_group_id": self.security_group_id})
+        self.register_outputs({"security_group_id": self.security_group_id,
+                               "load_balancer_security_group_id": balancer.id})
 
 
 @dataclass(frozen=True)
@@ -127,6 +158,8 @@ class BastionArgs:
     internet_gateway: pulumi.Resource
     # Its role's inline policy denying every read of the cluster's parameters (pki.no_read_policy).
     parameter_policy: str
+    # etcdctl from the bastion reaches the members and the balancer whoever else the clients are.
+    load_balancer_security_group: aws.ec2.SecurityGroup
 
 
 class Bastion(pulumi.ComponentResource):
@@ -152,6 +185,10 @@ class Bastion(pulumi.ComponentResource):
         # The members' side of the jump: port 22 from this group only.
         _ingress(f"{name}-ssh-to-members", args.member_security_group, SSH_PORT, "SSH from the bastion",
                  group.id, tags, self)
+        _ingress(f"{name}-etcd-to-members", args.member_security_group, CLIENT_PORT, "etcdctl from the bastion",
+                 group.id, tags, self)
+        _ingress(f"{name}-etcd-to-balancer", args.load_balancer_security_group, CLIENT_PORT,
+                 "etcdctl from the bastion", group.id, tags, self)
 
         key = aws.ec2.KeyPair(name, public_key=args.ssh_public_key, tags=tagged(tags, name), opts=child)
         role, profile = instance_role(name, tags, self)

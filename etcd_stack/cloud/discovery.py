@@ -8,6 +8,7 @@ every member, would replace every member at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -102,10 +103,15 @@ def new_token(endpoint: str, size: int, *, attempts: int = ATTEMPTS, first_delay
     return url
 
 
+def token_id(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 class DiscoveryTokenProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         url = new_token(props["endpoint"], int(props["size"]))
-        return CreateResult(id_=url.rsplit("/", 1)[-1], outs={**props, "url": url})
+        # A resource id is never secret in Pulumi, so it is a digest of the URL, not the token itself.
+        return CreateResult(id_=token_id(url), outs={**props, "url": url})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         # The token lives in state; asking the service again would mint a new one.

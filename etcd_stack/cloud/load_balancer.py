@@ -27,6 +27,8 @@ class LoadBalancerArgs:
     # The balancer's own fixed address in each subnet (addressing.plan_load_balancer), apart from the members'.
     addresses: Sequence[str]
     tags: Mapping[str, str]
+    # Set at creation or never: AWS cannot add a security group to an NLB made without one.
+    security_group_id: pulumi.Input[str]
 
 
 class ClientLoadBalancer(pulumi.ComponentResource):
@@ -43,6 +45,7 @@ class ClientLoadBalancer(pulumi.ComponentResource):
             subnet_mappings=[{"subnet_id": subnet, "private_ipv4_address": address}
                              for subnet, address in zip(args.subnet_ids, args.addresses, strict=True)],
             enable_cross_zone_load_balancing=True,
+            security_groups=[args.security_group_id],
             tags=tagged(args.tags, name),
             opts=child,
         )

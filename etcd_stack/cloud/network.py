@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 from etcd_stack import config
 from etcd_stack.addressing import ZonePlan, plan_zones
-from etcd_stack.cloud.iam import policy, trust
+from etcd_stack.cloud.iam import policy
 from etcd_stack.config import NatStrategy, StackConfig, SubnetFacts
 from etcd_stack.tags import tagged
 
@@ -144,7 +144,7 @@ class Network(pulumi.ComponentResource):
             name, retention_in_days=retention_days, tags=tagged(self._tags, name), opts=child
         )
         role = aws.iam.Role(
-            name, assume_role_policy=trust("vpc-flow-logs.amazonaws.com"), tags=tagged(self._tags, name), opts=child
+            name, assume_role_policy=self.vpc.arn.apply(_flow_log_trust), tags=tagged(self._tags, name), opts=child
         )
         aws.iam.RolePolicy(
             name,
@@ -204,6 +204,20 @@ def existing_network(cfg: StackConfig) -> ExistingNetwork:
     config.check_existing_network(cfg, (vpc.enable_dns_support, vpc.enable_dns_hostnames), facts)
     zones = tuple(ZonePlan(index, fact.availability_zone, fact.cidr) for index, fact in enumerate(facts))
     return ExistingNetwork(cfg.vpc_id, ipaddress.IPv4Network(vpc.cidr_block), zones, list(cfg.private_subnet_ids))
+def _flow_log_trust(vpc_arn: str) -> str:
+    """The flow-logs service may take the role only for this account's flow logs (the confused deputy: AWS
+    recommends aws:SourceAccount and aws:SourceArn in this trust policy). The VPC's ARN names partition,
+    region and account."""
+    _, partition, _, region, account, _ = vpc_arn.split(":", 5)
+    return policy({
+        "Effect": "Allow",
+        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:ec2:{region}:{account}:vpc-flow-log/*"},
+        },
+    })
 
 
 ZONE_COUNT = 3

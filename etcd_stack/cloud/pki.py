@@ -220,3 +220,8 @@ class ClusterPki(pulumi.ComponentResource):
             ca_bundle=bundle,
             read_policy=read_policy,
         )
+
+    @property
+    def issuer(self) -> Authority:
+        """The CA that signs new certificates now (during a CA move, the one the stage names)."""
+        return self._issuer

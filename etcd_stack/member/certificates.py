@@ -29,6 +29,9 @@ EARLY_RENEWAL_HOURS = 30 * 24
 CA_USES = ("cert_signing", "crl_signing", "digital_signature")
 SERVER_AND_CLIENT_USES = ("digital_signature", "key_encipherment", "server_auth", "client_auth")
 CLIENT_USES = ("digital_signature", "key_encipherment", "client_auth")
+# Every member certificate, and no other certificate of the cluster's CA, names this host: the peer
+# listener admits only certificates that do. `.invalid` (RFC 2606) never resolves: it is an identity, not an address.
+PEER_NAME = "peer.etcd-aws.invalid"
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,10 @@ class CertProfile:
 
 def member_profile(member_name: str, dns_name: str, ip: str, client_endpoint: str) -> CertProfile:
     """Serves clients and peers and dials peers: the member's own name and address, the shared client
-    endpoint (clients reach members through the load balancer), and loopback for local tools."""
+    endpoint (clients reach members through the load balancer), loopback for local tools, and the peer name."""
     return CertProfile(
         common_name=member_name,
-        dns_names=(dns_name, client_endpoint, "localhost"),
+        dns_names=(dns_name, client_endpoint, "localhost", PEER_NAME),
         ip_addresses=(ip, "127.0.0.1"),
         uses=SERVER_AND_CLIENT_USES,
     )

@@ -13,7 +13,7 @@ import shlex
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -21,6 +21,7 @@ import yaml
 
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion
+from etcd_stack.member.certificates import PEER_NAME
 from etcd_stack.releases import download_url
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -134,6 +135,22 @@ def _listen_hosts(member: MemberPlan) -> list[str]:
     return [member.ip] if member.ip.startswith("127.") else [member.ip, "127.0.0.1"]
 
 
+# The first releases whose config file reads the peer pin (`allowed-hostname` in the transport block, a list).
+PEER_PIN_KEY_SINCE = EtcdVersion(3, 5, 15)
+
+
+def _pin_peers(config: dict[str, Any], version: EtcdVersion) -> None:
+    """The peer listener admits only certificates naming PEER_NAME: operator and client certificates of
+    the same CA cannot join as peers."""
+    if version >= PEER_PIN_KEY_SINCE:
+        config["peer-transport-security"]["allowed-hostname"] = [PEER_NAME]
+    else:
+        # Before 3.5.15 the config file has no key for it and ignores the flag; its JSON decoding still fills
+        # Config.PeerTLSInfo (a Go field without a tag, matched by name), and only four of its fields are
+        # overwritten from peer-transport-security (embed/config.go, configFromFile, copySecurityDetails).
+        config["PeerTLSInfo"] = {"AllowedHostname": PEER_NAME}
+
+
 def _transport_security(paths: Paths) -> dict[str, Any]:
     return {
         "cert-file": paths.cert_file,
@@ -184,6 +201,7 @@ def etcd_config(cluster: ClusterSettings, member: MemberPlan, paths: Paths, join
         config["experimental-initial-corrupt-check"] = True
     else:
         config["feature-gates"] = "InitialCorruptCheck=true"
+    _pin_peers(config, cluster.version)
     return config
 
 
@@ -236,6 +254,10 @@ def render_template(name: str, **values: Any) -> str:
     return _ENV.get_template(name).render(**values)
 
 
+# The EC2 instance metadata service, over IPv4 and over IPv6 (Nitro).
+METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
+
+
 def systemd_unit(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     return render_template(
         "etcd.service.j2",
@@ -244,6 +266,7 @@ def systemd_unit(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> 
         data_mount=paths.data_mount,
         etcd_binary=f"{paths.bin_dir}/etcd",
         config_file=paths.config_file,
+        metadata_addresses=METADATA_ADDRESSES,
     )
 
 
@@ -319,9 +342,18 @@ def join_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> s
                            **_member_values(cluster, member, paths))
 
 
+def _state_directory(path: str) -> str:
+    """systemd's StateDirectory= names a directory under /var/lib, and creates it owned by the unit's user."""
+    relative = PurePosixPath(path).relative_to("/var/lib")
+    if not relative.parts:
+        raise ValueError(f"the backup state directory {path} must be a directory below /var/lib")
+    return str(relative)
+
+
 def backup_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
     """The service that runs the backup script, and the timer that runs the service."""
-    service = render_template("etcd-backup.service.j2", cluster_name=cluster.name, script=paths.script("etcd-backup"))
+    service = render_template("etcd-backup.service.j2", cluster_name=cluster.name, script=paths.script("etcd-backup"),
+                              state_directory=_state_directory(paths.backup_state_dir))
     timer = render_template("etcd-backup.timer.j2", cluster_name=cluster.name,
                             interval_minutes=cluster.backup.interval_minutes)
     return service, timer

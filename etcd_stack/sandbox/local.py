@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from etcd_stack import config
 from etcd_stack.addressing import MemberPlan, member_name
 from etcd_stack.member import certificates
 from etcd_stack.member.rendering import Paths
@@ -156,6 +157,19 @@ def issue_operator(base: Path, ca: LocalCa, cluster_name: str = CLUSTER_NAME) ->
     _write(client.cert, certificates.cert_pem(cert))
     _write(client.key, certificates.key_pem(key), mode=0o600)
     return client
+
+
+def sign_person(base: Path, request_pem: str) -> str:
+    """What the stack does with a request in etcd:operatorCsrs, by the sandbox's CA: the same checks, then a
+    client certificate for the request's own key."""
+    try:
+        request = x509.load_pem_x509_csr(request_pem.encode())
+    except ValueError:
+        raise config.ConfigError("--csr", request_pem, "a PEM request from `etcd-stack operator-csr`") from None
+    names = request.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    config.check_operator_csr("--csr", str(names[0].value) if names else "", request_pem)
+    ca = LocalCa.load(base)
+    return certificates.cert_pem(certificates.sign(request, ca.key, ca.cert, certificates.CLIENT_USES, _not_before()))
 
 
 def trust(base: Path, pem_bundle: str, member: MemberPlan | None = None) -> None:

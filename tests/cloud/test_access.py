@@ -61,9 +61,12 @@ def test_member_ports_are_open_only_to_whom_they_serve(stack):
     for rule in ingress_of(stack, members):
         assert rule.inputs["ipProtocol"] == "tcp" and rule.inputs["fromPort"] == rule.inputs["toPort"]
         by_port.setdefault(rule.inputs["fromPort"], []).append(rule.inputs)
+    balancer = group(stack, "etcd-access-load-balancer")
     assert sorted(by_port) == [22, 2379, 2380, 2381]
-    assert [r.get("cidrIpv4") for r in by_port[2379]] == ["10.30.0.0/16"]
-    assert [r.get("cidrIpv4") for r in by_port[2381]] == ["10.30.0.0/16"]
+    assert sorted(r.get("cidrIpv4") or r["referencedSecurityGroupId"] for r in by_port[2379]) == sorted(
+        ["10.30.0.0/16", balancer.id, members.id, bastion.id])
+    assert [r.get("referencedSecurityGroupId") for r in by_port[2381]] == [balancer.id]
+    assert "cidrIpv4" not in by_port[2381][0]
     assert [r.get("referencedSecurityGroupId") for r in by_port[2380]] == [members.id]
     assert [r.get("referencedSecurityGroupId") for r in by_port[22]] == [bastion.id]
     assert "cidrIpv4" not in by_port[2380][0] and "cidrIpv4" not in by_port[22][0]
@@ -162,3 +165,39 @@ def test_the_bastion_address_is_associated_only_once_the_internet_gateway_is_att
     assert address.inputs["instance"] == stack.named("etcd-bastion", INSTANCE).id
     # The SDK registers the address only after the gateway's step is done (depends_on is awaited).
     assert ("aws:ec2/internetGateway:InternetGateway", gateway.name) in address.depends_on
+def sources(run, security_group, port: int) -> set[str]:
+    return {r.inputs.get("cidrIpv4") or r.inputs.get("referencedSecurityGroupId")
+            for r in ingress_of(run, security_group) if r.inputs["fromPort"] == port}
+
+
+def test_the_load_balancer_has_its_own_group_and_reaches_members_only_on_its_two_ports(stack):
+    balancer = group(stack, "etcd-access-load-balancer")
+    members = group(stack, "etcd-access-members")
+    nlb = stack.named("etcd-client", "aws:lb/loadBalancer:LoadBalancer")
+    assert nlb.inputs["securityGroups"] == [balancer.id]
+    assert sources(stack, balancer, 2379) == {"10.30.0.0/16", group(stack, "etcd-bastion").id}
+    assert {r.inputs["fromPort"] for r in ingress_of(stack, balancer)} == {2379}
+    egress = [r.inputs for r in stack.of_type(EGRESS) if r.inputs["securityGroupId"] == balancer.id]
+    assert sorted((r["fromPort"], r["referencedSecurityGroupId"]) for r in egress) == [
+        (2379, members.id), (2381, members.id)]
+
+
+def test_listed_clients_replace_the_vpc_on_the_client_port_and_nothing_else_opens(run_stack):
+    run = run_stack(bastion=False, clientCidrs=["10.1.0.0/16", "192.168.4.0/24"],
+                    clientSecurityGroupIds=["sg-0123456789abcdef0"])
+    members, balancer = group(run, "etcd-access-members"), group(run, "etcd-access-load-balancer")
+    listed = {"10.1.0.0/16", "192.168.4.0/24", "sg-0123456789abcdef0"}
+    assert sources(run, balancer, 2379) == listed
+    assert sources(run, members, 2379) == listed | {balancer.id, members.id}
+    assert sources(run, members, 2381) == {balancer.id}
+    assert "10.0.0.0/16" not in {r.inputs.get("cidrIpv4") for r in run.of_type(INGRESS)}
+
+
+def test_only_groups_listed_means_no_cidr_at_all(run_stack):
+    run = run_stack(bastion=False, clientSecurityGroupIds=["sg-0123456789abcdef0"])
+    assert not [r for r in run.of_type(INGRESS) if r.inputs.get("cidrIpv4")]
+
+
+def test_the_discovery_url_output_is_a_secret(run_stack):
+    run = run_stack(bastion=False)
+    assert "discoveryUrl" in run.secret_outputs and run.outputs["discoveryUrl"].startswith("https://")

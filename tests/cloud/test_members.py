@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from etcd_stack.config import reserved
+from etcd_stack.member.certificates import PEER_NAME
 from etcd_stack.preview import offline
 from etcd_stack.preview.wire import reveal
 from tests.conftest import user_data_of, written_file
@@ -146,7 +147,7 @@ def test_member_certificates_chain_to_the_ca_and_name_the_member(static):
         cert.verify_directly_issued_by(ca)
         dns_names, ips = sans(cert)
         assert ips == {interface_of(static, instance).state["privateIp"], "127.0.0.1"}
-        assert dns_names == {member["dnsName"], "client.etcd.test.internal", "localhost"}
+        assert dns_names == {member["dnsName"], "client.etcd.test.internal", "localhost", PEER_NAME}
         assert records[member["dnsName"]] == [member["ip"]]
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert set(usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -294,7 +295,8 @@ def test_neither_the_load_balancer_nor_the_instances_wait_for_each_other_or_nat(
     (balancer,) = static.of_type("aws:lb/loadBalancer:LoadBalancer")
     waited = set(balancer.dependencies)
     assert not waited & {r.name for r in [*static.of_type(ENI), *static.of_type(INSTANCE)]}
-    assert waited <= {r.name for r in static.of_type("aws:ec2/subnet:Subnet")}
+    # Its subnets and its own security group (which an NLB gets only at creation).
+    assert waited <= {r.name for r in static.of_type("aws:ec2/subnet:Subnet")} | {"etcd-access-load-balancer"}
     for instance in members_of(static):
         assert not {"etcd-client", "etcd-nat-0"} & set(instance.dependencies)
 

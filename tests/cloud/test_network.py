@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import itertools
 import json
@@ -161,3 +162,39 @@ def test_outputs_list_the_subnets(stack):
     private = [s.id for s in sorted(subnets(stack, "private"), key=lambda s: s.name)]
     assert stack.outputs["privateSubnetIds"] == private
     assert stack.outputs["vpcId"] == stack.of_type(VPC)[0].id
+
+
+def trust_allows(document: dict, service: str, context: dict[str, str]) -> bool:
+    """IAM's answer for sts:AssumeRole by a service principal with the request's context keys: an Allow whose
+    principal, action and every condition match, and no matching Deny (StringEquals and ArnLike only; a
+    condition on a key the request lacks does not match)."""
+    def matches(statement: dict) -> bool:
+        if statement["Principal"] != {"Service": service} or statement["Action"] != "sts:AssumeRole":
+            return False
+        tests = {"StringEquals": lambda value, want: value == want,
+                 "ArnLike": lambda value, want: fnmatch.fnmatchcase(value, want)}
+        for operator, keys in statement.get("Condition", {}).items():
+            for key, want in keys.items():
+                if key not in context or not tests[operator](context[key], want):
+                    return False
+        return True
+
+    matching = [s["Effect"] for s in document["Statement"] if matches(s)]
+    return "Allow" in matching and "Deny" not in matching
+
+
+def test_the_flow_log_service_may_take_the_role_only_for_this_accounts_flow_logs(stack):
+    (flow_log,) = stack.of_type("aws:ec2/flowLog:FlowLog")
+    role = next(r for r in stack.of_type("aws:iam/role:Role") if r.state["arn"] == flow_log.inputs["iamRoleArn"])
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    _, _, _, region, account, _ = stack.of_type(VPC)[0].state["arn"].split(":", 5)
+    ours = {"aws:SourceAccount": account, "aws:SourceArn": f"arn:aws:ec2:{region}:{account}:vpc-flow-log/fl-1234"}
+    assert trust_allows(trust, "vpc-flow-logs.amazonaws.com", ours)
+    other = "210987654321"
+    theirs = {"aws:SourceAccount": other, "aws:SourceArn": f"arn:aws:ec2:{region}:{other}:vpc-flow-log/x"}
+    assert not trust_allows(trust, "vpc-flow-logs.amazonaws.com", theirs)
+    # The confused deputy: the service working for another account names that account's flow log.
+    assert not trust_allows(trust, "vpc-flow-logs.amazonaws.com",
+                            {**ours, "aws:SourceArn": f"arn:aws:ec2:{region}:{other}:vpc-flow-log/fl-1234"})
+    assert not trust_allows(trust, "vpc-flow-logs.amazonaws.com", {})
+    assert not trust_allows(trust, "ec2.amazonaws.com", ours)

@@ -13,6 +13,7 @@ import yaml
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion
 from etcd_stack.member import rendering
+from etcd_stack.member.certificates import PEER_NAME
 from etcd_stack.member.rendering import GIB, BackupSettings, BootstrapSettings, ClusterSettings, Paths
 
 MEMBERS = tuple(MemberPlan(i, f"etcd-{i}", f"etcd-{i}.etcd.internal", f"10.0.{64 * i}.10", f"eu-west-2{'abc'[i]}", i)
@@ -68,13 +69,27 @@ def test_static_config_lists_every_member_and_discovery_config_none():
 
 def test_tls_is_mutual_on_both_ports_and_never_automatic():
     config = rendering.etcd_config(settings(), MEMBERS[0], Paths())
-    for block in ("client-transport-security", "peer-transport-security"):
-        assert config[block] == {"cert-file": "/etc/etcd/pki/member.crt", "key-file": "/etc/etcd/pki/member.key",
-                                 "trusted-ca-file": "/etc/etcd/pki/ca.crt", "client-cert-auth": True,
-                                 "auto-tls": False}
+    mutual = {"cert-file": "/etc/etcd/pki/member.crt", "key-file": "/etc/etcd/pki/member.key",
+              "trusted-ca-file": "/etc/etcd/pki/ca.crt", "client-cert-auth": True, "auto-tls": False}
+    assert config["client-transport-security"] == mutual
+    assert config["peer-transport-security"] == {**mutual, "allowed-hostname": [PEER_NAME]}
     assert config["listen-client-urls"] == "https://10.0.0.10:2379,https://127.0.0.1:2379"
     assert config["listen-metrics-urls"] == "http://10.0.0.10:2381,http://127.0.0.1:2381"
     assert config["advertise-client-urls"] == "https://etcd-0.etcd.internal:2379"
+
+
+@pytest.mark.parametrize("version", [(3, 4, 27), (3, 5, 1), (3, 5, 14)])
+def test_lines_whose_config_file_has_no_pin_key_pin_peers_through_the_go_field(version):
+    config = rendering.etcd_config(settings(version=version), MEMBERS[0], Paths())
+    assert config["PeerTLSInfo"] == {"AllowedHostname": PEER_NAME}
+    assert "allowed-hostname" not in config["peer-transport-security"]
+
+
+@pytest.mark.parametrize("version", [(3, 5, 15), (3, 5, 27), (3, 6, 14), (3, 7, 1)])
+def test_lines_with_the_pin_key_use_it_and_not_the_go_field(version):
+    config = rendering.etcd_config(settings(version=version), MEMBERS[0], Paths())
+    assert config["peer-transport-security"]["allowed-hostname"] == [PEER_NAME]
+    assert "PeerTLSInfo" not in config and "allowed-hostname" not in config["client-transport-security"]
 
 
 def test_loopback_members_do_not_also_claim_127_0_0_1():

@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from etcd_stack import config
+from etcd_stack import cli, config
 from etcd_stack.config import Bootstrap, EtcdVersion
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import ClusterSettings
@@ -27,6 +27,8 @@ DATA = Path(__file__).parents[1] / "data"
 VENV = Path(sys.executable).parent.parent
 CANDIDATES = [VENV / "bin" / "etcd", VENV / "etcd-3.4" / "usr" / "bin" / "etcd"]
 TRANSPORT_FLAG_PREFIX = {"client-transport-security": "", "peer-transport-security": "peer-"}
+# Before 3.5.15 the peer pin reaches etcd through the Go field the flag also fills.
+GO_FIELD_FLAGS = {("PeerTLSInfo", "AllowedHostname"): "peer-cert-allowed-hostname"}
 
 
 def version_of(binary: Path) -> EtcdVersion:
@@ -63,13 +65,22 @@ def as_flags(config: dict) -> list[str]:
     flags = []
     for key, value in config.items():
         if key in TRANSPORT_FLAG_PREFIX:
-            flags += [f"--{TRANSPORT_FLAG_PREFIX[key]}{inner}={json.dumps(v) if isinstance(v, bool) else v}"
-                      for inner, v in value.items()]
+            flags += [transport_flag(key, inner, v) for inner, v in value.items()]
+        elif isinstance(value, dict):
+            flags += [f"--{GO_FIELD_FLAGS[key, inner]}={v}" for inner, v in value.items()]
         elif isinstance(value, list):
             flags.append(f"--{key}={','.join(value)}")
         else:
             flags.append(f"--{key}={json.dumps(value) if isinstance(value, bool) else value}")
     return flags
+
+
+def transport_flag(block: str, inner: str, value: object) -> str:
+    prefix = TRANSPORT_FLAG_PREFIX[block]
+    if isinstance(value, list):
+        # allowed-cn and allowed-hostname: the flags are --[peer|client]-cert-allowed-*, comma-separated.
+        return f"--{prefix or 'client-'}cert-{inner}={','.join(value)}"
+    return f"--{prefix}{inner}={json.dumps(value) if isinstance(value, bool) else value}"
 
 
 def etcd_accepts(binary: Path, flags: list[str]) -> subprocess.CompletedProcess:
@@ -135,5 +146,34 @@ def test_a_three_member_tls_cluster_starts_from_the_rendered_configuration(line,
         gateway.close()
         with local_session() as session, pytest.raises(requests.exceptions.SSLError):
             session.get(f"https://{first}:2379/health", verify=str(box.client.ca), timeout=5)
+        assert_peers_pinned(box)
     finally:
         sandbox.down(box.directory)
+
+
+def peer_version(ip: str, ca: Path, cert: str, key: str) -> requests.Response:
+    with local_session() as session:
+        return session.get(f"https://{ip}:2380/version", verify=str(ca), cert=(cert, key), timeout=5)
+
+
+def person_certificate(box: sandbox.Sandbox) -> tuple[str, str]:
+    """A person's certificate as the stack makes one: `etcd-stack operator-csr`, signed by the cluster's CA."""
+    laptop = box.directory / "laptop"
+    assert cli.main(["operator-csr", "--name", "alice", "--out", str(laptop)]) == 0
+    assert cli.main(["sandbox", "sign-csr", "--dir", str(box.directory), "--csr", str(laptop / "alice.csr")]) == 0
+    return str(laptop / "alice.crt"), str(laptop / "alice.key")
+
+
+def assert_peers_pinned(box: sandbox.Sandbox) -> None:
+    """The peer port admits a member's certificate and refuses the operator's and a person's, issued by the
+    same CA, while the client port serves them: the pin, not the CA, keeps non-members out of raft."""
+    first, second = box.members[0], box.members[1]
+    member = box.paths(second)
+    assert peer_version(first.ip, box.client.ca, member.cert_file, member.key_file).status_code == 200
+    for cert, key in [(str(box.client.cert), str(box.client.key)), person_certificate(box)]:
+        with pytest.raises(requests.exceptions.SSLError):
+            peer_version(first.ip, box.client.ca, cert, key)
+        with local_session() as session:
+            served = session.get(f"https://{first.ip}:2379/health", verify=str(box.client.ca), cert=(cert, key),
+                                 timeout=5)
+        assert served.status_code == 200
