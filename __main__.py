@@ -8,6 +8,7 @@ from etcd_stack.cloud import dns
 from etcd_stack.cloud.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
 from etcd_stack.cloud.alarms import AlarmArgs, ClusterAlarms
 from etcd_stack.cloud.backup import BackupArgs, BackupBucket, destination
+from etcd_stack.cloud.dashboard import ClusterDashboard, DashboardArgs
 from etcd_stack.cloud.discovery import DiscoveryToken
 from etcd_stack.cloud.dns import ClusterDns, DnsArgs
 from etcd_stack.cloud.gates import DeployedVersion
@@ -16,6 +17,7 @@ from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs
+from etcd_stack.member.metrics import metric_namespace
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 
 cfg = config.load(config.raw_from_pulumi(), pulumi.get_stack())
@@ -62,8 +64,11 @@ pki = ClusterPki(
 
 backups = BackupBucket(
     f"{name}-backup",
-    BackupArgs(cluster_name=name, retention_days=cfg.backup_retention_days, roles=access.roles, tags=tags),
+    BackupArgs(cluster_name=name, stack=cfg.stack, retention_days=cfg.backup_retention_days, lock=cfg.backup_lock,
+               on_destroy=cfg.backups_on_destroy, roles=access.roles, tags=tags,
+               break_glass_role_arn=cfg.backup_break_glass_role_arn),
 )
+metrics_namespace = metric_namespace(name, cfg.stack)
 
 discovery_url = None
 if cfg.bootstrap is config.Bootstrap.DISCOVERY:
@@ -101,6 +106,7 @@ etcd = EtcdMembers(
         sha256=releases.SHA256[str(cfg.version)],
         backup_bucket=backups.bucket_name,
         backup_interval_minutes=cfg.backup_interval_minutes,
+        metrics_namespace=metrics_namespace,
     ),
     opts=pulumi.ResourceOptions(depends_on=[deployed_version]),
 )
@@ -132,12 +138,33 @@ ClusterAlarms(
     f"{name}-alarms",
     AlarmArgs(
         cluster_name=name,
+        stack=cfg.stack,
         cluster_size=cfg.cluster_size,
+        member_names=[m.name for m in members],
+        roles=access.roles,
+        metrics_namespace=metrics_namespace,
         load_balancer_arn_suffix=balancer.arn_suffix,
         target_group_arn_suffix=balancer.target_group_arn_suffix,
         backup_interval_minutes=cfg.backup_interval_minutes,
+        arrival_rule_name=backups.arrival_rule_name,
+        backup_age_after=[backups.created_marker],
         topic_arn=cfg.alarm_topic_arn,
         tags=tags,
+    ),
+)
+ClusterDashboard(
+    f"{name}-dashboard",
+    DashboardArgs(
+        cluster_name=name,
+        stack=cfg.stack,
+        region=cfg.region,
+        cluster_size=cfg.cluster_size,
+        member_names=[m.name for m in members],
+        metrics_namespace=metrics_namespace,
+        load_balancer_arn_suffix=balancer.arn_suffix,
+        target_group_arn_suffix=balancer.target_group_arn_suffix,
+        arrival_rule_name=backups.arrival_rule_name,
+        backup_interval_minutes=cfg.backup_interval_minutes,
     ),
 )
 

@@ -57,6 +57,19 @@ class CaRotation(StrEnum):
     ISSUE_NEW = "issue-new"  # both CAs trusted; the new one issues
 
 
+class BackupLock(StrEnum):
+    """How snapshots are protected from overwrite and deletion within the retention (README: Backups)."""
+
+    GOVERNANCE = "governance"  # S3 Object Lock; the break-glass role may bypass it
+    COMPLIANCE = "compliance"  # S3 Object Lock; nobody can shorten it, not even the account root
+    POLICY = "policy"  # no Object Lock: bucket-policy denies on overwrite and version deletion
+
+
+class BackupsOnDestroy(StrEnum):
+    KEEP = "keep"  # `pulumi destroy` leaves the bucket and its snapshots in the account
+    DELETE = "delete"  # `pulumi destroy` empties the bucket and deletes it
+
+
 class NatStrategy(StrEnum):
     SINGLE = "single"
     ONE_PER_AZ = "one-per-az"
@@ -103,6 +116,9 @@ class StackConfig:
     ca_generation: int
     ca_rotation: CaRotation
     tags: tuple[tuple[str, str], ...]
+    backup_lock: BackupLock
+    backup_break_glass_role_arn: str | None
+    backups_on_destroy: BackupsOnDestroy
 
     @property
     def common_tags(self) -> dict[str, str]:
@@ -321,6 +337,15 @@ def _sns_topic(key: str, text: str) -> str:
     return text
 
 
+_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
+
+
+def _role_arn(key: str, text: str) -> str:
+    if not _ROLE_ARN.fullmatch(text):
+        raise ConfigError(key, text, "an IAM role ARN such as arn:aws:iam::123456789012:role/etcd-break-glass")
+    return text
+
+
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
 
 
@@ -388,6 +413,12 @@ KEYS: tuple[Key, ...] = (
         "Stage of a CA move: `trust-new`, then `issue-new`, then `none` again"),
     Key("tags", "tags", _tags, "{}",
         "Tags added to every AWS resource"),
+    Key("backupLock", "backup_lock", _enum(BackupLock), "governance",
+        "How snapshots resist overwrite and deletion: Object Lock `governance` or `compliance`, or `policy` denies"),
+    Key("backupBreakGlassRoleArn", "backup_break_glass_role_arn", _role_arn, None,
+        "IAM role that alone may read snapshots besides the members, delete versions and bypass governance"),
+    Key("backupsOnDestroy", "backups_on_destroy", _enum(BackupsOnDestroy), "keep",
+        "What `pulumi destroy` does with the backup bucket: `keep` it and its snapshots, or `delete` them"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -447,6 +478,11 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
     if c.ca_rotation is not CaRotation.NONE and c.ca_generation < 2:
         raise ConfigError(
             "etcd:caRotation", c.ca_rotation.value, "'none' until etcd:caGeneration is raised to a new CA (2 or more)"
+        )
+    if c.backups_on_destroy is BackupsOnDestroy.DELETE and c.backup_lock is BackupLock.COMPLIANCE:
+        raise ConfigError(
+            "etcd:backupsOnDestroy", c.backups_on_destroy.value,
+            "'keep' with etcd:backupLock 'compliance' (nobody can delete a locked snapshot before its retention ends)",
         )
     for cidr in c.ssh_allowed_cidrs:
         if cidr.version == 4 and cidr.overlaps(c.vpc_cidr):

@@ -17,10 +17,10 @@ import pulumi_aws as aws
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.cloud import iam
 from etcd_stack.cloud.access import al2023_ami
-from etcd_stack.cloud.backup import METRIC_NAMESPACE, destination
+from etcd_stack.cloud.backup import destination
 from etcd_stack.cloud.pki import MemberSecrets, ca_bundle_parameter
 from etcd_stack.member import rendering
-from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
+from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, MetricsSettings, Paths
 from etcd_stack.tags import ROLE_TAG, tagged
 
 DATA_DEVICE = "/dev/sdf"
@@ -47,6 +47,7 @@ class MembersArgs:
     sha256: Mapping[str, str]
     backup_bucket: pulumi.Input[str]
     backup_interval_minutes: int
+    metrics_namespace: str
 
 
 class EtcdMembers(pulumi.ComponentResource):
@@ -134,9 +135,9 @@ class EtcdMembers(pulumi.ComponentResource):
     def _render(self, plan: MemberPlan, secrets: MemberSecrets, ca_cert_pem: str, discovery_url: str | None,
                 volume_id: str, bucket: str) -> str:
         args = self._args
-        backup = BackupSettings(destination(bucket, args.cluster.name), args.backup_interval_minutes, args.region,
-                                METRIC_NAMESPACE)
-        cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url, backup=backup)
+        backup = BackupSettings(destination(bucket, args.cluster.name), args.backup_interval_minutes, args.region)
+        cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url, backup=backup,
+                                      metrics=MetricsSettings(args.metrics_namespace))
         boot = BootstrapSettings(
             sha256=args.sha256,
             region=args.region,

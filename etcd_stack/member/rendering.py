@@ -21,6 +21,7 @@ import yaml
 
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion
+from etcd_stack.member.metrics import MEMBER_DIMENSION, METRICS
 from etcd_stack.releases import download_url
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -43,6 +44,7 @@ class Paths:
     sbin_dir: str = "/usr/local/sbin"
     unit_dir: str = "/etc/systemd/system"
     backup_state_dir: str = "/var/lib/etcd-backup"
+    metrics_state_dir: str = "/var/lib/etcd-metrics"
     fstab: str = "/etc/fstab"
     devices: str = "/dev"
 
@@ -76,7 +78,14 @@ class BackupSettings:
     destination: str
     interval_minutes: int
     region: str = ""
-    metric_namespace: str = "etcd-aws"
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where each member's etcd figures go: CloudWatch (`cloudwatch`) on AWS, file:///path in the sandbox."""
+
+    namespace: str
+    sink: str = "cloudwatch"
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ class ClusterSettings:
     # Both known only once AWS has named the bucket and the discovery service has answered.
     backup: BackupSettings | None = None
     discovery_url: str | None = None
+    metrics: MetricsSettings | None = None
 
     def initial_cluster(self) -> str:
         return ",".join(f"{m.name}={_urls('https', [m.dns_name], PEER_PORT)}" for m in self.members)
@@ -226,6 +236,7 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters["yaml"] = yaml_value
     environment.filters["sh"] = lambda value: shlex.quote(str(value))
+    environment.filters["py"] = repr
     return environment
 
 
@@ -287,7 +298,7 @@ def _member_values(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -
 def backup_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     return render_template(
         "etcd-backup.sh.j2", destination=cluster.backup.destination, state_dir=paths.backup_state_dir,
-        metric_namespace=cluster.backup.metric_namespace, **_member_values(cluster, member, paths),
+        **_member_values(cluster, member, paths),
     )
 
 
@@ -296,6 +307,25 @@ def restore_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths, e
         "etcd-restore.sh.j2", initial_cluster=cluster.initial_cluster(), etcd_user=etcd_user,
         **_member_values(cluster, member, paths),
     )
+
+
+def metrics_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    values = _member_values(cluster, member, paths)
+    if cluster.metrics is None:
+        raise ValueError("the cluster's metrics namespace is needed to render the metrics publisher")
+    return render_template(
+        "etcd-metrics.py.j2", metrics_url=f"{_urls('http', [_listen_hosts(member)[-1]], METRICS_PORT)}/metrics",
+        namespace=cluster.metrics.namespace, member_dimension=MEMBER_DIMENSION, sink=cluster.metrics.sink,
+        state_file=f"{paths.metrics_state_dir}/state.json", etcdctl=f"{paths.bin_dir}/etcdctl",
+        units={metric.name: metric.unit for metric in METRICS}, **values,
+    )
+
+
+def metrics_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
+    """The service that runs the metrics publisher, and the timer that runs it every minute."""
+    service = render_template("etcd-metrics.service.j2", cluster_name=cluster.name,
+                              script=paths.script("etcd-metrics"))
+    return service, render_template("etcd-metrics.timer.j2", cluster_name=cluster.name)
 
 
 def join_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
@@ -342,14 +372,18 @@ def day2_scripts(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
 def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boot: BootstrapSettings,
                  ca_cert_pem: str) -> list[WrittenFile]:
     backup_service, backup_timer = backup_units(cluster, paths)
+    metrics_service, metrics_timer = metrics_units(cluster, paths)
     return [
         *configuration_files(cluster, member, paths),
         WrittenFile(paths.ca_file, ca_cert_pem),
         WrittenFile(paths.unit("etcd.service"), systemd_unit(cluster, member, paths)),
         WrittenFile(paths.unit("etcd-backup.service"), backup_service),
         WrittenFile(paths.unit("etcd-backup.timer"), backup_timer),
+        WrittenFile(paths.unit("etcd-metrics.service"), metrics_service),
+        WrittenFile(paths.unit("etcd-metrics.timer"), metrics_timer),
         WrittenFile(paths.bootstrap_script, bootstrap_script(cluster, member, paths, boot), permissions="0755"),
         *day2_scripts(cluster, member, paths),
+        WrittenFile(paths.script("etcd-metrics"), metrics_script(cluster, member, paths), permissions="0755"),
     ]
 
 

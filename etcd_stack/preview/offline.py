@@ -38,6 +38,8 @@ class Registered:
     property_dependencies: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     # Every resource this one waits for, as (type, name).
     depends_on: tuple[tuple[str, str], ...] = ()
+    # Left in the account (only forgotten by the stack) on `pulumi destroy`.
+    retain_on_delete: bool = False
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -97,7 +99,8 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
                            tuple(request.ignoreChanges), request.deleteBeforeReplace,
                            {prop: tuple(_type_and_name(urn) for urn in deps.urns)
                             for prop, deps in request.propertyDependencies.items()},
-                           tuple(sorted(_type_and_name(urn) for urn in request.dependencies)))
+                           tuple(sorted(_type_and_name(urn) for urn in request.dependencies)),
+                           retain_on_delete=request.retainOnDelete)
             )
         return response
 

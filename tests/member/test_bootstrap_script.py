@@ -162,9 +162,10 @@ def test_a_first_boot_installs_fetches_formats_mounts_and_starts(instance):
     assert f"UUID=4f1c7e52-8d0a-4f4e-9f3b-2a1d6c0e9b77 {paths.data_mount} xfs defaults,noatime,nofail 0 2" in fstab
     assert host.calls("mount") == [f"mount {paths.data_mount}"]
     assert oct(Path(paths.data_dir).stat().st_mode & 0o777) == "0o700"
-    assert host.calls("systemctl") == ["systemctl daemon-reload", "systemctl enable etcd.service etcd-backup.timer",
+    assert host.calls("systemctl") == ["systemctl daemon-reload",
+                                       "systemctl enable etcd.service etcd-backup.timer etcd-metrics.timer",
                                        "systemctl start --no-block etcd.service",
-                                       "systemctl start etcd-backup.timer"]
+                                       "systemctl start etcd-backup.timer etcd-metrics.timer"]
     assert host.calls("etcd-join") == ["etcd-join prepare", "etcd-join promote"]
     calls = host.log.read_text().splitlines()
     # The member rejoins (if its data was lost) before etcd starts, and is promoted after.
