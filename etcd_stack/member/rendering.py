@@ -78,6 +78,8 @@ class BackupSettings:
     destination: str
     interval_minutes: int
     region: str = ""
+    # S3 takes up to 10,000 parts of 5 MiB to 5 GiB: 1 GiB parts carry any snapshot etcd's quota allows.
+    part_mib: int = 1024
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,7 @@ def _member_values(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -
 def backup_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     return render_template(
         "etcd-backup.sh.j2", destination=cluster.backup.destination, state_dir=paths.backup_state_dir,
-        **_member_values(cluster, member, paths),
+        part_mib=cluster.backup.part_mib, **_member_values(cluster, member, paths),
     )
 
 
