@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import written_file
 
 UNIT = "/etc/systemd/system/etcd.service"
-UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer"]
+UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
+         "/etc/systemd/system/etcd-metrics.service", "/etc/systemd/system/etcd-metrics.timer"]
 SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore")]
 
 
@@ -53,6 +54,9 @@ def systemd_root(tmp_path_factory) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "usr/local/bin").mkdir(parents=True)
     shutil.copy(Path(sys.executable).parent / "etcd", root / "usr/local/bin/etcd")
+    # The metrics publisher's interpreter, where AL2023 has it.
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(Path(sys.executable).resolve(), root / "usr/bin/python3")
     (root / "etc/systemd/system").mkdir(parents=True)
     return root
 
@@ -70,9 +74,10 @@ def test_systemd_verifies_every_member_unit_without_a_word(rendered_members, sys
         assert f"Description=etcd member {name.split('/')[1]} of cluster etcd" in written_file(user_data, UNIT)
         for path in UNITS:
             units[(path, written_file(user_data, path))] = name
-        script = systemd_root / "usr/local/sbin/etcd-backup"
-        script.write_text(written_file(user_data, "/usr/local/sbin/etcd-backup"))
-        script.chmod(0o755)
+        for tool_name in ("etcd-backup", "etcd-metrics"):
+            script = systemd_root / "usr/local/sbin" / tool_name
+            script.write_text(written_file(user_data, f"/usr/local/sbin/{tool_name}"))
+            script.chmod(0o755)
     assert {path for path, _ in units} == set(UNITS)
     for path, unit in units:
         result = verify_unit(systemd_root, unit, path)
