@@ -186,19 +186,6 @@ def test_snapshots_under_compliance_mode_cannot_be_set_to_go_on_destroy(raw_conf
         config.load(raw_config(backupLock="compliance", backupsOnDestroy="delete"), "test")
 
 
-@pytest.mark.parametrize(("key", "value", "allowed"), [
-    ("backupLock", "strict", "'governance' or 'compliance' or 'policy'"),
-    ("backupsOnDestroy", "forget", "'keep' or 'delete'"),
-    ("backupBreakGlassRoleArn", "arn:aws:iam::123456789012:user/alice", "an IAM role ARN"),
-    ("backupBreakGlassRoleArn", "break-glass", "an IAM role ARN"),
-])
-def test_backup_settings_are_validated(raw_config, key, value, allowed):
-    from etcd_stack import config
-
-    with pytest.raises(ConfigError, match=f"^etcd:{key}: '.*' is not allowed: {allowed}"):
-        config.load(raw_config(**{key: value}), "test")
-
-
 # --- what arrives in the bucket -------------------------------------------------------------------
 
 def test_every_object_created_in_the_bucket_is_recorded_by_eventbridge(governed):

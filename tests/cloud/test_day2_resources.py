@@ -66,6 +66,10 @@ def test_the_deployed_version_is_recorded_and_members_wait_for_its_check(stack):
     ("backupRetentionDays", "0", "a whole number from 1 to 3650"),
     ("alarmTopicArn", "etcd-alarms", "an SNS topic ARN"),
     ("alarmTopicArn", "arn:aws:sqs:eu-west-2:123456789012:q", "an SNS topic ARN"),
+    ("backupLock", "strict", "'governance' or 'compliance' or 'policy'"),
+    ("backupsOnDestroy", "forget", "'keep' or 'delete'"),
+    ("backupBreakGlassRoleArn", "arn:aws:iam::123456789012:user/alice", "an IAM role ARN"),
+    ("backupBreakGlassRoleArn", "break-glass", "an IAM role ARN"),
 ])
 def test_day2_settings_are_validated(raw_config, key, value, allowed):
     from etcd_stack import config
