@@ -1,6 +1,6 @@
-"""Explicit denies of a resource policy evaluated as IAM does (policy evaluation logic, condition
-operators): a request is refused when any Deny statement matches its action, resource and every
-condition. Covers the operators the stack's policies use."""
+"""Policies evaluated as IAM does (policy evaluation logic, condition operators): a request is refused
+when any Deny statement matches its action, resource and every condition, and allowed by an identity
+policy when an Allow statement matches and no Deny does. Covers the operators the stack uses."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def _condition(operator: str, key: str, expected: list[str], keys: Mapping[str, 
 
 
 def _applies(statement: Mapping[str, Any], request: Request) -> bool:
-    if statement.get("Principal") != "*":
-        raise ValueError("only statements for every principal are modelled")
+    if statement.get("Principal", "*") != "*":
+        raise ValueError("only statements for every principal (or identity policies) are modelled")
     if not _matches(statement["Action"], request.action) or not _matches(statement["Resource"], request.resource):
         return False
     keys = request.keys()
@@ -64,3 +64,10 @@ def denied_by(policy_json: str, request: Request) -> list[str]:
     """The Sids of the Deny statements that refuse the request."""
     statements = json.loads(policy_json)["Statement"]
     return [s.get("Sid", "") for s in statements if s["Effect"] == "Deny" and _applies(s, request)]
+
+
+def allowed_by(policy_json: str, request: Request) -> bool:
+    """An identity policy's answer: some Allow matches and no Deny does."""
+    statements = json.loads(policy_json)["Statement"]
+    return (any(s["Effect"] == "Allow" and _applies(s, request) for s in statements)
+            and not denied_by(policy_json, request))

@@ -11,6 +11,7 @@ import pytest
 from etcd_stack.cloud.alarms import ETCD_ALARMS, backup_window
 from etcd_stack.member.metrics import METRIC_NAMES
 from etcd_stack.preview import offline
+from tests.cloud.policy_evaluation import Request, allowed_by
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "arn:aws:sns:eu-west-2:123456789012:etcd-alarms"
@@ -101,15 +102,17 @@ def test_a_daily_backup_alarms_only_after_two_days(tmp_path):
     assert (inputs["period"], inputs["evaluationPeriods"], inputs["datapointsToAlarm"]) == (3600, 48, 48)
 
 
-def test_members_publish_only_into_their_stacks_namespace_and_not_the_backup_metric(stack):
+@pytest.mark.parametrize(("namespace", "allowed"), [
+    ("etcd-aws/etcd/test", True), ("etcd-aws/etcd/prod", False), ("etcd-aws", False), ("AWS/Events", False),
+])
+def test_members_publish_only_into_their_stacks_namespace_and_not_the_backup_metric(stack, namespace, allowed):
     for index in range(3):
+        role = stack.named(f"etcd-access-{index}", "aws:iam/role:Role")
         grant = stack.named(f"etcd-alarms-publish-{index}", "aws:iam/rolePolicy:RolePolicy")
-        assert grant.inputs["role"] == stack.named(f"etcd-access-{index}", "aws:iam/role:Role").id
-        (statement,) = json.loads(grant.inputs["policy"])["Statement"]
-        assert statement["Action"] == "cloudwatch:PutMetricData"
-        assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "etcd-aws/etcd/test"}}
-    backup_age = alarm(stack, "backup-age")
-    assert backup_age["namespace"] == "AWS/Events"
+        assert grant.inputs["role"] == role.id
+        request = Request(role.state["arn"], "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": namespace})
+        assert allowed_by(grant.inputs["policy"], request) is allowed
+    assert alarm(stack, "backup-age")["namespace"] == "AWS/Events"
 
 
 def test_two_stacks_with_one_cluster_name_share_no_alarm_data():

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from etcd_stack.config import Bootstrap, EtcdVersion
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import BackupSettings, ClusterSettings
 from etcd_stack.sandbox.local import local_members, local_paths
+from tests.local_aws import CREDENTIALS, REGION, aws_endpoint, cli_environment
+
+__all__ = ["aws_endpoint"]
 
 BUCKET, STAMP = "etcd-backup-test", "20261121T103950Z"
 KEY = f"etcd/{STAMP}-etcd-0.db"
@@ -44,15 +44,6 @@ esac
 HOST_STUBS = {"date": f"echo {STAMP}", "curl": "exit 7", "chown": "true"}
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 def stub(path: Path, body: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"#!/bin/bash\n{body.strip()}\n")
@@ -66,7 +57,7 @@ class Member:
         cluster = ClusterSettings(
             name="etcd", token="etcd-test", version=EtcdVersion(3, 6, 14), bootstrap=Bootstrap.STATIC,
             members=(self.member,), heartbeat_ms=100, election_ms=1000, quota_backend_bytes=1,
-            backup=BackupSettings(f"s3://{BUCKET}/etcd", 60, "eu-west-2", part_mib=PART_MIB))
+            backup=BackupSettings(f"s3://{BUCKET}/etcd", 60, REGION, part_mib=PART_MIB))
         for file in rendering.day2_scripts(cluster, self.member, self.paths, etcd_user=getpass.getuser()):
             Path(file.path).parent.mkdir(parents=True, exist_ok=True)
             Path(file.path).write_text(file.content)
@@ -74,13 +65,7 @@ class Member:
             stub(Path(self.paths.bin_dir) / name, body)
         for name, body in HOST_STUBS.items():
             stub(root / "host-stubs" / name, body)
-        aws_cli = Path(sys.executable).parent
-        self.env = {
-            **os.environ, "PATH": f"{root / 'host-stubs'}:{aws_cli}:{os.environ['PATH']}",
-            "SNAPSHOT_BYTES": str(SNAPSHOT_BYTES), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": str(root / "no-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-credentials"),
-        }
+        self.env = {**cli_environment(endpoint, root, root / "host-stubs"), "SNAPSHOT_BYTES": str(SNAPSHOT_BYTES)}
 
     def run(self, script: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", self.paths.script(script), *args], capture_output=True, text=True,
@@ -88,10 +73,9 @@ class Member:
 
 
 @pytest.fixture
-def s3(s3_endpoint):
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="eu-west-2", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+def s3(aws_endpoint):
+    client = boto3.client("s3", endpoint_url=aws_endpoint, region_name=REGION, **CREDENTIALS)
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     yield client
     for version in client.list_object_versions(Bucket=BUCKET).get("Versions", []):
@@ -100,8 +84,8 @@ def s3(s3_endpoint):
 
 
 @pytest.fixture
-def member(tmp_path, s3_endpoint) -> Member:
-    return Member(tmp_path, s3_endpoint)
+def member(tmp_path, aws_endpoint) -> Member:
+    return Member(tmp_path, aws_endpoint)
 
 
 def test_a_snapshot_goes_up_in_parts_with_its_sha256(member, s3):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import botocore.session
 import pytest
 from botocore.stub import Stubber
@@ -20,9 +21,10 @@ from etcd_stack.member import rendering
 from etcd_stack.member.metrics import METRICS, metric_namespace
 from etcd_stack.member.rendering import MetricsSettings
 from etcd_stack.sandbox.cluster import Sandbox
+from tests.local_aws import CREDENTIALS, REGION, aws_endpoint, cli_environment
 from tests.sandbox.test_sandbox import make_sandbox, wait_until, write
 
-__all__ = ["make_sandbox"]
+__all__ = ["aws_endpoint", "make_sandbox"]
 NAMESPACE = metric_namespace("etcd", "test")
 
 
@@ -36,17 +38,20 @@ class Publisher:
     def sink(self, name: str) -> Path:
         return self.directory / f"{name}.jsonl"
 
-    def script(self, name: str) -> Path:
+    def script(self, name: str, sink: str | None = None) -> Path:
         member = self.box.member(name)
-        settings = dataclasses.replace(self.settings, metrics=MetricsSettings(NAMESPACE, f"file://{self.sink(name)}"))
+        metrics = MetricsSettings(NAMESPACE, sink or f"file://{self.sink(name)}")
+        settings = dataclasses.replace(self.settings, metrics=metrics,
+                                       backup=dataclasses.replace(self.settings.backup, region=REGION))
         path = self.directory / f"etcd-metrics-{name}"
         path.write_text(rendering.metrics_script(settings, member, self.box.paths(member)))
         return path
 
-    def run(self, name: str) -> subprocess.CompletedProcess:
+    def run(self, name: str, sink: str | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
         # -I -S: no site-packages, no user environment, as AL2023's python3 with no extra packages.
-        return subprocess.run([sys.executable, "-I", "-S", str(self.script(name))], capture_output=True, text=True,
-                              timeout=60, check=False)
+        return subprocess.run([sys.executable, "-I", "-S", str(self.script(name, sink))], capture_output=True,
+                              text=True, timeout=60, check=False, env=env)
 
     def figures(self, name: str) -> list[dict[str, float]]:
         """Each run's figures for the member, oldest first."""
@@ -120,3 +125,14 @@ def test_every_figure_reaches_cloudwatch_with_plausible_values_and_follows_the_c
     silent = publisher.run(head)
     assert silent.returncode == 1 and "cannot read" in silent.stderr
     assert len(publisher.figures(head)) == 2
+
+
+def test_the_publisher_puts_its_figures_through_the_aws_cli(tmp_path, make_sandbox, aws_endpoint):
+    box = make_sandbox(size=1)
+    (member,) = box.members
+    result = Publisher(box, tmp_path).run(member.name, "cloudwatch", cli_environment(aws_endpoint, tmp_path))
+    assert result.returncode == 0, result.stderr
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=aws_endpoint, region_name=REGION, **CREDENTIALS)
+    listed = cloudwatch.list_metrics(Namespace=NAMESPACE)["Metrics"]
+    assert {m["MetricName"] for m in listed} == {metric.name for metric in METRICS}
+    assert all(m["Dimensions"] == [{"Name": "Member", "Value": member.name}] for m in listed)
