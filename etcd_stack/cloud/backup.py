@@ -85,7 +85,7 @@ class BackupBucket(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, retain_on_delete=keep)
         locked = args.lock is not BackupLock.POLICY
         bucket = aws.s3.Bucket(
-            name, object_lock_enabled=locked,
+            name,
             # Deletes every version, bypassing governance retention; config refuses it with compliance.
             force_destroy=not keep,
             tags=tagged(args.tags, name), opts=child,
@@ -102,8 +102,10 @@ class BackupBucket(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
         if locked:
+            # Enabled on the versioned bucket, not at its creation: moving from `policy` to a lock mode
+            # then changes the bucket in place instead of replacing it (and its snapshots).
             aws.s3.BucketObjectLockConfiguration(
-                name, bucket=bucket.id,
+                name, bucket=bucket.id, object_lock_enabled="Enabled",
                 rule={"default_retention": {"mode": args.lock.value.upper(), "days": args.retention_days}},
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])),
             )
@@ -203,6 +205,8 @@ class BackupBucket(pulumi.ComponentResource):
         self.created_marker = aws.s3.BucketObjectv2(
             f"{name}-created", bucket=bucket.id, key=CREATED_MARKER,
             content=f"etcd cluster {args.cluster_name} of stack {args.stack}\n",
+            # S3 takes an object into an Object Lock bucket only with a checksum of it.
+            checksum_algorithm="SHA256",
             tags=tagged(args.tags, f"{name}-created"),
             # Locked like every object; it goes with the bucket (force_destroy) or stays with it.
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True,

@@ -61,9 +61,12 @@ PART = {"s3:ObjectCreationOperation": "false"}
 # --- immutability ---------------------------------------------------------------------------------
 
 def test_object_lock_retains_every_snapshot_for_the_retention_in_governance_mode_by_default(governed):
-    assert only(governed, BUCKET).inputs["objectLockEnabled"] is True
-    lock = only(governed, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration").inputs
-    assert lock["rule"] == {"defaultRetention": {"mode": "GOVERNANCE", "days": 21}}
+    lock = only(governed, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    assert lock.inputs["objectLockEnabled"] == "Enabled"
+    assert lock.inputs["rule"] == {"defaultRetention": {"mode": "GOVERNANCE", "days": 21}}
+    # Enabled on the versioned bucket, so that a move from `policy` does not replace the bucket.
+    assert "objectLockEnabled" not in only(governed, BUCKET).inputs
+    assert ("aws:s3/bucketVersioning:BucketVersioning", "etcd-backup") in lock.depends_on
 
 
 def test_compliance_mode_is_a_setting():
@@ -72,7 +75,6 @@ def test_compliance_mode_is_a_setting():
 
 
 def test_without_object_lock_the_policy_denies_stand_alone(policy_only):
-    assert not only(policy_only, BUCKET).inputs.get("objectLockEnabled")
     assert policy_only.of_type("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration") == []
     member = member_role_arns(policy_only)[0]
     assert refusals(policy_only, member, "s3:PutObject", SNAPSHOT, **OVERWRITE) == ["RefuseOverwrites"]
