@@ -72,6 +72,11 @@ CATALOGUE = {
     "a region that is a city": ({"aws:region": "London"}, "aws:region"),
     "cluster name with capitals": ({"etcd:clusterName": "Prod_Etcd"}, "etcd:clusterName"),
     "an encrypted value": ({"etcd:sshPublicKey": {"secure": "v1:abc"}}, "etcd:sshPublicKey"),
+    "a backup lock S3 does not have": ({"etcd:backupLock": "legal-hold"}, "etcd:backupLock"),
+    "a user as the break-glass role": ({"etcd:backupBreakGlassRoleArn": "arn:aws:iam::123456789012:user/root"},
+                                       "etcd:backupBreakGlassRoleArn"),
+    "deleting locked backups on destroy": ({"etcd:backupLock": "compliance", "etcd:backupsOnDestroy": "delete"},
+                                           "etcd:backupsOnDestroy"),
 }
 
 
