@@ -36,12 +36,15 @@ MEMBER_DIMENSION = "Member"
 def scoped_name(cluster_name: str, stack: str, suffix: str, limit: int = 255, separator: str = "-") -> str:
     """A name unique per cluster and stack within AWS's `limit`; a long stack name is shortened to a digest
     so that two stacks never share the name."""
+    digest = hashlib.sha256(stack.encode()).hexdigest()
     safe_stack = re.sub(r"[^A-Za-z0-9_-]", "_", stack)
+    # `dev.v2` and `dev_v2` are two stacks: a rewritten name keeps a digest of the original.
+    if safe_stack != stack:
+        safe_stack = f"{safe_stack}-{digest[:6]}"
     name = separator.join((cluster_name, safe_stack, suffix))
     if len(name) <= limit:
         return name
-    digest = hashlib.sha256(stack.encode()).hexdigest()[:12]
-    return separator.join((cluster_name, digest, suffix))[:limit]
+    return separator.join((cluster_name, digest[:12], suffix))[:limit]
 
 
 def metric_namespace(cluster_name: str, stack: str) -> str:

@@ -168,3 +168,12 @@ def test_dashboard_widgets_do_not_overlap(stack):
                 for y in range(widget["y"], widget["y"] + widget["height"])}
         assert not mine & cells
         cells |= mine
+
+
+def test_names_stay_within_awss_limits_and_apart_for_long_stack_names():
+    from etcd_stack.member.metrics import scoped_name
+
+    first, second = "platform-production-eu-west-2-" + "a" * 40, "platform-production-eu-west-2-" + "b" * 40
+    names = {scoped_name("etcd", stack, "snapshots", limit=64) for stack in (first, second)}
+    assert len(names) == 2 and all(len(name) <= 64 for name in names)
+    assert scoped_name("etcd", "dev.v2", "etcd") != scoped_name("etcd", "dev_v2", "etcd") == "etcd-dev_v2-etcd"
