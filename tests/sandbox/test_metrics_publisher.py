@@ -22,6 +22,7 @@ from etcd_stack.member.metrics import METRICS, metric_namespace
 from etcd_stack.member.rendering import MetricsSettings
 from etcd_stack.sandbox.cluster import Sandbox
 from tests.local_aws import CREDENTIALS, REGION, aws_endpoint, cli_environment
+from tests.sandbox.test_real_etcd import BINARIES
 from tests.sandbox.test_sandbox import make_sandbox, wait_until, write
 
 __all__ = ["aws_endpoint", "make_sandbox"]
@@ -82,8 +83,12 @@ def test_the_publisher_is_python_39_with_the_standard_library_only(tmp_path, mak
     assert imported <= set(sys.stdlib_module_names)
 
 
-def test_every_figure_reaches_cloudwatch_with_plausible_values_and_follows_the_cluster(tmp_path, make_sandbox):
+@pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
+def test_every_figure_reaches_cloudwatch_with_plausible_values_and_follows_the_cluster(line, tmp_path, make_sandbox,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("ETCD_BIN", str(BINARIES[line]))
     box = make_sandbox()
+    assert box.version.startswith(f"{line[0]}.{line[1]}.")
     publisher = Publisher(box, tmp_path)
     write(box, "greeting", "hello")
     for member in box.members:
