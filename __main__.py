@@ -8,6 +8,7 @@ from etcd_stack.cloud import dns
 from etcd_stack.cloud.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
 from etcd_stack.cloud.alarms import AlarmArgs, ClusterAlarms
 from etcd_stack.cloud.backup import BackupArgs, BackupBucket, destination
+from etcd_stack.cloud.dashboard import ClusterDashboard, DashboardArgs
 from etcd_stack.cloud.discovery import DiscoveryToken
 from etcd_stack.cloud.dns import ClusterDns, DnsArgs
 from etcd_stack.cloud.gates import ClusterRecord
@@ -18,6 +19,7 @@ from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones, e
 from etcd_stack.cloud.operators import OperatorCertificates, OperatorCertsArgs
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, no_read_policy, parameter_root
+from etcd_stack.member.metrics import metric_namespace
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 from etcd_stack.ops.rollout import MemberGateProvider
 
@@ -94,8 +96,11 @@ operators = OperatorCertificates(
 
 backups = BackupBucket(
     f"{name}-backup",
-    BackupArgs(cluster_name=name, retention_days=cfg.backup_retention_days, roles=access.roles, tags=tags),
+    BackupArgs(cluster_name=name, stack=cfg.stack, retention_days=cfg.backup_retention_days, lock=cfg.backup_lock,
+               on_destroy=cfg.backups_on_destroy, roles=access.roles, tags=tags,
+               break_glass_role_arn=cfg.backup_break_glass_role_arn),
 )
+metrics_namespace = metric_namespace(name, cfg.stack)
 
 discovery_url = None
 if cfg.bootstrap is config.Bootstrap.DISCOVERY:
@@ -138,6 +143,7 @@ etcd = EtcdMembers(
         gate_provider=MemberGateProvider(),
         bootstrapped=record.bootstrapped,
         stack=cfg.stack,
+        metrics_namespace=metrics_namespace,
     ),
 )
 
@@ -168,12 +174,33 @@ ClusterAlarms(
     f"{name}-alarms",
     AlarmArgs(
         cluster_name=name,
+        stack=cfg.stack,
         cluster_size=cfg.cluster_size,
+        member_names=[m.name for m in members],
+        roles=access.roles,
+        metrics_namespace=metrics_namespace,
         load_balancer_arn_suffix=balancer.arn_suffix,
         target_group_arn_suffix=balancer.target_group_arn_suffix,
         backup_interval_minutes=cfg.backup_interval_minutes,
+        arrival_rule_name=backups.arrival_rule_name,
+        backup_age_after=[backups.created_marker],
         topic_arn=cfg.alarm_topic_arn,
         tags=tags,
+    ),
+)
+ClusterDashboard(
+    f"{name}-dashboard",
+    DashboardArgs(
+        cluster_name=name,
+        stack=cfg.stack,
+        region=cfg.region,
+        cluster_size=cfg.cluster_size,
+        member_names=[m.name for m in members],
+        metrics_namespace=metrics_namespace,
+        load_balancer_arn_suffix=balancer.arn_suffix,
+        target_group_arn_suffix=balancer.target_group_arn_suffix,
+        arrival_rule_name=backups.arrival_rule_name,
+        backup_interval_minutes=cfg.backup_interval_minutes,
     ),
 )
 

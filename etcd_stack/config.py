@@ -59,6 +59,19 @@ class CaRotation(StrEnum):
     ISSUE_NEW = "issue-new"  # both CAs trusted; the new one issues
 
 
+class BackupLock(StrEnum):
+    """How snapshots are protected from overwrite and deletion within the retention (README: Backups)."""
+
+    GOVERNANCE = "governance"  # S3 Object Lock; the break-glass role may bypass it
+    COMPLIANCE = "compliance"  # S3 Object Lock; nobody can shorten it, not even the account root
+    POLICY = "policy"  # no Object Lock: bucket-policy denies on overwrite and version deletion
+
+
+class BackupsOnDestroy(StrEnum):
+    KEEP = "keep"  # `pulumi destroy` leaves the bucket and its snapshots in the account
+    DELETE = "delete"  # `pulumi destroy` empties the bucket and deletes it
+
+
 class NatStrategy(StrEnum):
     SINGLE = "single"
     ONE_PER_AZ = "one-per-az"
@@ -117,6 +130,9 @@ class StackConfig:
     client_cidrs: tuple[IPNetwork, ...]
     client_security_group_ids: tuple[str, ...]
     operator_csrs: tuple[tuple[str, str], ...]
+    backup_lock: BackupLock
+    backup_break_glass_role_arn: str | None
+    backups_on_destroy: BackupsOnDestroy
 
     def client_sources(self, vpc_cidr: IPNetwork) -> tuple[IPNetwork, ...]:
         """The CIDRs admitted to 2379 beside the listed client groups: the VPC's (the one given, or the one the
@@ -385,6 +401,15 @@ def _sns_topic(key: str, text: str) -> str:
     return text
 
 
+_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
+
+
+def _role_arn(key: str, text: str) -> str:
+    if not _ROLE_ARN.fullmatch(text):
+        raise ConfigError(key, text, "an IAM role ARN such as arn:aws:iam::123456789012:role/etcd-break-glass")
+    return text
+
+
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
 
 
@@ -559,6 +584,12 @@ KEYS: tuple[Key, ...] = (
         "Security groups whose instances may reach etcd on 2379"),
     Key("operatorCsrs", "operator_csrs", _operator_csrs, "{}",
         "Per-person client certificate requests the stack signs (`etcd-stack operator-csr`); keys stay with them"),
+    Key("backupLock", "backup_lock", _enum(BackupLock), "governance",
+        "How snapshots resist overwrite and deletion: Object Lock `governance` or `compliance`, or `policy` denies"),
+    Key("backupBreakGlassRoleArn", "backup_break_glass_role_arn", _role_arn, None,
+        "IAM role that alone may read snapshots besides the members, delete versions and bypass governance"),
+    Key("backupsOnDestroy", "backups_on_destroy", _enum(BackupsOnDestroy), "keep",
+        "What `pulumi destroy` does with the backup bucket: `keep` it and its snapshots, or `delete` them"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -618,6 +649,11 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
     if c.ca_rotation is not CaRotation.NONE and c.ca_generation < 2:
         raise ConfigError(
             "etcd:caRotation", c.ca_rotation.value, "'none' until etcd:caGeneration is raised to a new CA (2 or more)"
+        )
+    if c.backups_on_destroy is BackupsOnDestroy.DELETE and c.backup_lock is BackupLock.COMPLIANCE:
+        raise ConfigError(
+            "etcd:backupsOnDestroy", c.backups_on_destroy.value,
+            "'keep' with etcd:backupLock 'compliance' (nobody can delete a locked snapshot before its retention ends)",
         )
     for cidr in c.ssh_allowed_cidrs:
         if cidr.version == 4 and cidr.overlaps(c.vpc_cidr):

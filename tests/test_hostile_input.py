@@ -102,6 +102,11 @@ CATALOGUE = {
                                 "etcd:privateSubnetIds"),
     "a member address outside the subnets": ({**IN_VPC, "etcd:memberIps": ["10.50.0.10", "10.50.16.10", "10.50.33.10"]},
                                              "etcd:memberIps"),
+    "a backup lock S3 does not have": ({"etcd:backupLock": "legal-hold"}, "etcd:backupLock"),
+    "a user as the break-glass role": ({"etcd:backupBreakGlassRoleArn": "arn:aws:iam::123456789012:user/root"},
+                                       "etcd:backupBreakGlassRoleArn"),
+    "deleting locked backups on destroy": ({"etcd:backupLock": "compliance", "etcd:backupsOnDestroy": "delete"},
+                                           "etcd:backupsOnDestroy"),
 }
 
 

@@ -19,13 +19,13 @@ from pulumi.dynamic import ResourceProvider
 
 from etcd_stack.addressing import MemberPlan, member_name
 from etcd_stack.cloud.access import al2023_ami
-from etcd_stack.cloud.backup import METRIC_NAMESPACE, destination
+from etcd_stack.cloud.backup import destination
 from etcd_stack.cloud.gates import GateArgs, MemberGate
 from etcd_stack.cloud.image import PinnedImage
 from etcd_stack.cloud.pki import MemberSecrets
 from etcd_stack.config import CLUSTER_SIZES, architecture
 from etcd_stack.member import rendering
-from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, Paths
+from etcd_stack.member.rendering import BackupSettings, BootstrapSettings, ClusterSettings, MetricsSettings, Paths
 from etcd_stack.naming import ca_bundle_parameter
 from etcd_stack.tags import MEMBER_TAG, ROLE_TAG, tagged
 
@@ -54,6 +54,7 @@ class MembersArgs:
     gate_provider: ResourceProvider
     bootstrapped: pulumi.Input[bool]
     stack: str
+    metrics_namespace: str
 
 
 class EtcdMembers(pulumi.ComponentResource):
@@ -180,9 +181,9 @@ class EtcdMembers(pulumi.ComponentResource):
     def _render(self, plan: MemberPlan, secrets: MemberSecrets, ca_cert_pem: str, discovery_url: str | None,
                 volume_id: str, bucket: str) -> str:
         args = self._args
-        backup = BackupSettings(destination(bucket, args.cluster.name), args.backup_interval_minutes, args.region,
-                                METRIC_NAMESPACE)
-        cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url, backup=backup)
+        backup = BackupSettings(destination(bucket, args.cluster.name), args.backup_interval_minutes, args.region)
+        cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url, backup=backup,
+                                      metrics=MetricsSettings(args.metrics_namespace))
         boot = BootstrapSettings(
             sha256=args.sha256,
             region=args.region,

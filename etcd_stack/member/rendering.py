@@ -22,6 +22,7 @@ import yaml
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion
 from etcd_stack.member.certificates import PEER_NAME
+from etcd_stack.member.metrics import MEMBER_DIMENSION, METRICS
 from etcd_stack.releases import download_url
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -44,6 +45,7 @@ class Paths:
     sbin_dir: str = "/usr/local/sbin"
     unit_dir: str = "/etc/systemd/system"
     backup_state_dir: str = "/var/lib/etcd-backup"
+    metrics_state_dir: str = "/var/lib/etcd-metrics"
     fstab: str = "/etc/fstab"
     devices: str = "/dev"
 
@@ -77,7 +79,16 @@ class BackupSettings:
     destination: str
     interval_minutes: int
     region: str = ""
-    metric_namespace: str = "etcd-aws"
+    # S3 takes up to 10,000 parts of 5 MiB to 5 GiB: 1 GiB parts carry any snapshot etcd's quota allows.
+    part_mib: int = 1024
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where each member's etcd figures go: CloudWatch (`cloudwatch`) on AWS, file:///path in the sandbox."""
+
+    namespace: str
+    sink: str = "cloudwatch"
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ class ClusterSettings:
     # Both known only once AWS has named the bucket and the discovery service has answered.
     backup: BackupSettings | None = None
     discovery_url: str | None = None
+    metrics: MetricsSettings | None = None
 
     def initial_cluster(self) -> str:
         return ",".join(f"{m.name}={_urls('https', [m.dns_name], PEER_PORT)}" for m in self.members)
@@ -244,6 +256,7 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters["yaml"] = yaml_value
     environment.filters["sh"] = lambda value: shlex.quote(str(value))
+    environment.filters["py"] = repr
     return environment
 
 
@@ -312,7 +325,7 @@ def _member_values(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -
 def backup_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     return render_template(
         "etcd-backup.sh.j2", destination=cluster.backup.destination, state_dir=paths.backup_state_dir,
-        metric_namespace=cluster.backup.metric_namespace, **_member_values(cluster, member, paths),
+        part_mib=cluster.backup.part_mib, **_member_values(cluster, member, paths),
     )
 
 
@@ -334,6 +347,23 @@ def snapshots_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths)
 
 def defrag_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     return render_template("etcd-defrag.sh.j2", **_member_values(cluster, member, paths))
+def metrics_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
+    values = _member_values(cluster, member, paths)
+    if cluster.metrics is None:
+        raise ValueError("the cluster's metrics namespace is needed to render the metrics publisher")
+    return render_template(
+        "etcd-metrics.py.j2", metrics_url=f"{_urls('http', [_listen_hosts(member)[-1]], METRICS_PORT)}/metrics",
+        namespace=cluster.metrics.namespace, member_dimension=MEMBER_DIMENSION, sink=cluster.metrics.sink,
+        state_file=f"{paths.metrics_state_dir}/state.json", etcdctl=f"{paths.bin_dir}/etcdctl",
+        units={metric.name: metric.unit for metric in METRICS}, **values,
+    )
+
+
+def metrics_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
+    """The service that runs the metrics publisher, and the timer that runs it every minute."""
+    service = render_template("etcd-metrics.service.j2", cluster_name=cluster.name,
+                              script=paths.script("etcd-metrics"))
+    return service, render_template("etcd-metrics.timer.j2", cluster_name=cluster.name)
 
 
 def join_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
@@ -405,6 +435,7 @@ def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boo
                  ca_cert_pem: str) -> list[WrittenFile]:
     backup_service, backup_timer = backup_units(cluster, paths)
     grow_service, grow_timer = grow_units(cluster, paths)
+    metrics_service, metrics_timer = metrics_units(cluster, paths)
     return [
         *configuration_files(cluster, member, paths),
         WrittenFile(paths.ca_file, ca_cert_pem),
@@ -413,8 +444,11 @@ def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boo
         WrittenFile(paths.unit("etcd-backup.timer"), backup_timer),
         WrittenFile(paths.unit("etcd-grow.service"), grow_service),
         WrittenFile(paths.unit("etcd-grow.timer"), grow_timer),
+        WrittenFile(paths.unit("etcd-metrics.service"), metrics_service),
+        WrittenFile(paths.unit("etcd-metrics.timer"), metrics_timer),
         WrittenFile(paths.bootstrap_script, bootstrap_script(cluster, member, paths, boot), permissions="0755"),
         *day2_scripts(cluster, member, paths),
+        WrittenFile(paths.script("etcd-metrics"), metrics_script(cluster, member, paths), permissions="0755"),
     ]
 
 

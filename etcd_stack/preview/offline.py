@@ -40,6 +40,8 @@ class Registered:
     depends_on: tuple[tuple[str, str], ...] = ()
     # Inputs whose change replaces the resource instead of updating it.
     replace_on_changes: tuple[str, ...] = ()
+    # Left in the account (only forgotten by the stack) on `pulumi destroy`.
+    retain_on_delete: bool = False
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -102,7 +104,7 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
                            {prop: tuple(_type_and_name(urn) for urn in deps.urns)
                             for prop, deps in request.propertyDependencies.items()},
                            tuple(sorted(_type_and_name(urn) for urn in request.dependencies)),
-                           tuple(request.replaceOnChanges))
+                           tuple(request.replaceOnChanges), retain_on_delete=request.retainOnDelete)
             )
         return response
 

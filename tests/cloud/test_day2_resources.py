@@ -1,9 +1,7 @@
-"""The AWS side of day-2 operations, as the program registers it: backups, alarms, the version gate."""
+"""The AWS side of day-2 operations, as the program registers it: backups, alarms, the version gate
+(the bucket's protections: test_backups.py; the alarms and dashboard: test_monitoring.py)."""
 
 from __future__ import annotations
-
-import fnmatch
-import json
 
 import pytest
 
@@ -33,53 +31,6 @@ def bucket_of(run):
     return only(run, "aws:s3/bucket:Bucket")
 
 
-def test_the_backup_bucket_is_private_versioned_encrypted_and_refuses_plain_http(stack):
-    bucket = bucket_of(stack)
-    assert only(stack, "aws:s3/bucketVersioning:BucketVersioning").inputs == {
-        "bucket": bucket.id, "versioningConfiguration": {"status": "Enabled"}}
-    block = only(stack, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
-    assert all(block[key] is True for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
-                                              "restrictPublicBuckets"))
-    encryption = only(stack, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
-    assert encryption.inputs["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
-    assert only(stack, "aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs["rule"] == {
-        "objectOwnership": "BucketOwnerEnforced"}
-    (statement,) = json.loads(only(stack, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])["Statement"]
-    arn = bucket.state["arn"]
-    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
-    assert statement["Resource"] == [arn, f"{arn}/*"]
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-
-
-def test_old_snapshots_expire_after_the_retention(stack):
-    (rule,) = only(stack, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
-    assert rule["status"] == "Enabled"
-    assert rule["filter"] == {"prefix": "etcd/"}
-    assert rule["expiration"] == {"days": 21}
-    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 1}
-
-
-def test_each_member_may_write_read_and_list_only_under_its_cluster_prefix(stack):
-    arn = bucket_of(stack).state["arn"]
-    for index in range(3):
-        role = stack.named(f"etcd-access-{index}", "aws:iam/role:Role")
-        grant = stack.named(f"etcd-backup-write-{index}", "aws:iam/rolePolicy:RolePolicy")
-        assert grant.inputs["role"] == role.id
-        statements = json.loads(grant.inputs["policy"])["Statement"]
-        (put,) = [s for s in statements if s["Action"] == ["s3:PutObject", "s3:GetObject"]]
-        assert fnmatch.fnmatchcase(f"{arn}/etcd/20261121T103950Z-etcd-1.db", put["Resource"])
-        assert not fnmatch.fnmatchcase(f"{arn}/other-cluster/x.db", put["Resource"])
-        assert not fnmatch.fnmatchcase(f"{arn}/etcd-evil/x.db", put["Resource"])
-        (metric,) = [s for s in statements if s["Action"] == "cloudwatch:PutMetricData"]
-        assert metric["Condition"] == {"StringEquals": {"cloudwatch:namespace": "etcd-aws"}}
-        (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
-        assert listing["Resource"] == arn
-        (allowed,) = listing["Condition"]["StringLike"].values()
-        assert fnmatch.fnmatchcase("etcd/", allowed) and not fnmatch.fnmatchcase("other-cluster/", allowed)
-        assert not fnmatch.fnmatchcase("", allowed) and not fnmatch.fnmatchcase("etcd-evil/", allowed)
-        assert len(statements) == 3
-
-
 def test_members_back_up_to_the_bucket_on_their_timer(stack):
     bucket = bucket_of(stack).state["bucket"]
     assert stack.outputs["backupDestination"] == f"s3://{bucket}/etcd"
@@ -104,38 +55,15 @@ def test_an_alarm_fires_when_a_member_leaves_the_load_balancer(stack):
     assert alarm["alarmActions"] == [TOPIC] and alarm["okActions"] == [TOPIC]
 
 
-def test_an_alarm_fires_when_backups_stop_arriving(stack):
-    alarm = stack.named("etcd-alarms-backup-age", ALARM).inputs
-    assert (alarm["namespace"], alarm["metricName"], alarm["statistic"]) == ("etcd-aws", "SnapshotsUploaded", "Sum")
-    assert alarm["dimensions"] == {"ClusterName": "etcd"}
-    assert alarm["period"] == 2 * 30 * 60
-    assert (alarm["comparisonOperator"], alarm["threshold"], alarm["treatMissingData"]) == (
-        "LessThanThreshold", 1, "breaching")
-    script = written_file(user_data_of(stack.of_type("aws:ec2/instance:Instance")[0]), "/usr/local/sbin/etcd-backup")
-    assert "--metric-name SnapshotsUploaded" in script and "--dimensions \"ClusterName=$CLUSTER_NAME\"" in script
-
-
-def test_alarms_exist_without_a_topic_and_notify_nobody(run_stack):
-    run = run_stack(bastion=False)
-    alarms = run.of_type(ALARM)
-    assert len(alarms) == 2
-    assert all(not a.inputs.get("alarmActions") for a in alarms)
-
-
-def test_the_cluster_is_recorded_and_every_gate_reads_whether_it_runs(stack):
-    record = stack.named("etcd-version", "pulumi-python:dynamic:Resource")
-    assert (record.inputs["version"], record.inputs["size"], record.inputs["dataVolumeSize"]) == ("3.6.14", 3, 20)
-    gates = [r for r in stack.of_type("pulumi-python:dynamic:Resource") if "phase" in r.inputs]
-    assert len(gates) == 3 * 2 + 4  # before and after each member, and a retirement for each index up to 7
-    assert all(("pulumi-python:dynamic:Resource", "etcd-version") in gate.property_dependencies["bootstrapped"]
-               for gate in gates)
-
-
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("backupIntervalMinutes", "2", "a whole number from 5 to 1440"),
     ("backupRetentionDays", "0", "a whole number from 1 to 3650"),
     ("alarmTopicArn", "etcd-alarms", "an SNS topic ARN"),
     ("alarmTopicArn", "arn:aws:sqs:eu-west-2:123456789012:q", "an SNS topic ARN"),
+    ("backupLock", "strict", "'governance' or 'compliance' or 'policy'"),
+    ("backupsOnDestroy", "forget", "'keep' or 'delete'"),
+    ("backupBreakGlassRoleArn", "arn:aws:iam::123456789012:user/alice", "an IAM role ARN"),
+    ("backupBreakGlassRoleArn", "break-glass", "an IAM role ARN"),
 ])
 def test_day2_settings_are_validated(raw_config, key, value, allowed):
     from etcd_stack import config

@@ -27,6 +27,11 @@ UNTAGGED = {
     "aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketPolicy:BucketPolicy",
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+    "aws:s3/bucketNotification:BucketNotification",
+    # AWS keeps no tags on these.
+    "aws:cloudwatch/eventTarget:EventTarget", "aws:cloudwatch/logResourcePolicy:LogResourcePolicy",
+    "aws:cloudwatch/dashboard:Dashboard",
 }
 
 
@@ -120,7 +125,7 @@ def test_the_default_security_group_keeps_no_rules(stack):
 
 def test_flow_logs_capture_all_traffic_into_a_log_group_with_retention(stack):
     (flow_log,) = stack.of_type("aws:ec2/flowLog:FlowLog")
-    (group,) = stack.of_type("aws:cloudwatch/logGroup:LogGroup")
+    group = stack.named("etcd-flow-logs", "aws:cloudwatch/logGroup:LogGroup")
     assert flow_log.inputs["vpcId"] == stack.of_type(VPC)[0].id
     assert flow_log.inputs["trafficType"] == "ALL"
     assert flow_log.inputs["logDestinationType"] == "cloud-watch-logs"
@@ -136,7 +141,7 @@ def test_flow_logs_capture_all_traffic_into_a_log_group_with_retention(stack):
 
 def test_flow_log_retention_follows_config(run_stack):
     run = run_stack(flowLogRetentionDays=365, bastion=False)
-    assert run.of_type("aws:cloudwatch/logGroup:LogGroup")[0].inputs["retentionInDays"] == 365
+    assert run.named("etcd-flow-logs", "aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 365
 
 
 def test_every_aws_resource_carries_its_name_and_the_common_tags(stack):

@@ -184,9 +184,10 @@ def test_a_first_boot_installs_fetches_formats_mounts_and_starts(instance):
     assert oct(Path(paths.data_dir).stat().st_mode & 0o777) == "0o700"
     assert host.calls("xfs_growfs") == [f"xfs_growfs -d {paths.data_mount}"]
     assert host.calls("systemctl") == ["systemctl daemon-reload",
-                                       "systemctl enable etcd.service etcd-backup.timer etcd-grow.timer",
+                                       "systemctl enable etcd.service etcd-backup.timer etcd-grow.timer "
+                                       "etcd-metrics.timer",
                                        "systemctl start --no-block etcd.service",
-                                       "systemctl start etcd-backup.timer etcd-grow.timer"]
+                                       "systemctl start etcd-backup.timer etcd-grow.timer etcd-metrics.timer"]
     assert host.calls("etcd-join") == ["etcd-join prepare", "etcd-join promote"]
     calls = host.log.read_text().splitlines()
     # The member rejoins (if its data was lost) before etcd starts, and is promoted after.

@@ -13,7 +13,8 @@ from tests.conftest import written_file
 
 UNIT = "/etc/systemd/system/etcd.service"
 UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
-         "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer"]
+         "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer",
+         "/etc/systemd/system/etcd-metrics.service", "/etc/systemd/system/etcd-metrics.timer"]
 SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore",
                                                    "etcd-ctl", "etcd-snapshots", "etcd-defrag")]
 
@@ -55,9 +56,11 @@ def systemd_root(tmp_path_factory) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "usr/local/bin").mkdir(parents=True)
     shutil.copy(Path(sys.executable).parent / "etcd", root / "usr/local/bin/etcd")
+    # The metrics publisher's interpreter, where AL2023 has it.
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(Path(sys.executable).resolve(), root / "usr/bin/python3")
     (root / "etc/systemd/system").mkdir(parents=True)
     # The backup service's ExecCondition asks systemctl whether etcd runs.
-    (root / "usr/bin").mkdir(parents=True)
     shutil.copy(tool("systemctl"), root / "usr/bin/systemctl")
     return root
 
@@ -75,7 +78,7 @@ def test_systemd_verifies_every_member_unit_without_a_word(rendered_members, sys
         assert f"Description=etcd member {name.split('/')[1]} of cluster etcd" in written_file(user_data, UNIT)
         for path in UNITS:
             units[(path, written_file(user_data, path))] = name
-        for program in ("etcd-backup", "etcd-bootstrap"):  # what the units run must exist
+        for program in ("etcd-backup", "etcd-bootstrap", "etcd-metrics"):  # what the units run must exist
             script = systemd_root / "usr/local/sbin" / program
             script.write_text(written_file(user_data, f"/usr/local/sbin/{program}"))
             script.chmod(0o755)

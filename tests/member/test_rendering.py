@@ -14,7 +14,14 @@ from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion
 from etcd_stack.member import rendering
 from etcd_stack.member.certificates import PEER_NAME
-from etcd_stack.member.rendering import GIB, BackupSettings, BootstrapSettings, ClusterSettings, Paths
+from etcd_stack.member.rendering import (
+    GIB,
+    BackupSettings,
+    BootstrapSettings,
+    ClusterSettings,
+    MetricsSettings,
+    Paths,
+)
 
 MEMBERS = tuple(MemberPlan(i, f"etcd-{i}", f"etcd-{i}.etcd.internal", f"10.0.{64 * i}.10", f"eu-west-2{'abc'[i]}", i)
                 for i in range(3))
@@ -26,7 +33,8 @@ BOOT = BootstrapSettings(sha256={"amd64": "a" * 64}, region="eu-west-2", key_par
 def settings(version=(3, 6, 14), bootstrap=Bootstrap.STATIC, members=MEMBERS, **extra) -> ClusterSettings:
     return ClusterSettings(name="etcd", token="etcd-prod", version=EtcdVersion(*version), bootstrap=bootstrap,
                            members=members, heartbeat_ms=100, election_ms=1000, quota_backend_bytes=8 * GIB,
-                           backup=BackupSettings("s3://etcd-backup-1a2b3c/etcd", 60, "eu-west-2"), **extra)
+                           backup=BackupSettings("s3://etcd-backup-1a2b3c/etcd", 60, "eu-west-2"),
+                           metrics=MetricsSettings("etcd-aws/etcd/prod"), **extra)
 
 
 AWKWARD = [
@@ -115,16 +123,17 @@ def test_user_data_that_would_exceed_ec2_limit_compressed_is_refused():
         rendering.user_data(settings(), MEMBERS[0], Paths(), BOOT, huge_ca)
 
 
-def test_user_data_writes_four_files_and_runs_the_script():
+def test_user_data_writes_every_file_and_runs_the_script():
     document = yaml.safe_load(rendering.user_data(settings(), MEMBERS[0], Paths(), BOOT, "CA\n"))
     files = {f["path"]: f for f in document["write_files"]}
     assert list(files) == [
         "/etc/etcd/etcd.yaml", "/etc/etcd/etcd-join.yaml", "/etc/etcd/pki/ca.crt", "/etc/systemd/system/etcd.service",
         "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
         "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer",
+        "/etc/systemd/system/etcd-metrics.service", "/etc/systemd/system/etcd-metrics.timer",
         "/usr/local/sbin/etcd-bootstrap", "/usr/local/sbin/etcd-join", "/usr/local/sbin/etcd-backup",
         "/usr/local/sbin/etcd-restore", "/usr/local/sbin/etcd-ctl", "/usr/local/sbin/etcd-snapshots",
-        "/usr/local/sbin/etcd-defrag"]
+        "/usr/local/sbin/etcd-defrag", "/usr/local/sbin/etcd-metrics"]
     assert {path for path, f in files.items() if f["permissions"] == "0755"} == {
         path for path in files if path.startswith("/usr/local/sbin/")}
     assert document["runcmd"] == [["/usr/local/sbin/etcd-bootstrap"]]
