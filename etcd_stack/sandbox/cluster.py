@@ -363,7 +363,6 @@ def write_etcdctl_env(sandbox: Sandbox) -> Path:
     lines = [
         # The release's etcd tools first, then this project's etcd-stack (for the commands `up` suggests).
         f'export PATH="{sandbox.directory / "bin"}:{Path(sys.executable).parent}:$PATH"',
-        "export ETCDCTL_API=3",
         f"export ETCDCTL_ENDPOINTS={sandbox.endpoints()}",
         f"export ETCDCTL_CACERT={sandbox.client.ca}",
         f"export ETCDCTL_CERT={sandbox.client.cert}",

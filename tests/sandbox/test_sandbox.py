@@ -113,7 +113,8 @@ def test_up_status_down_from_the_command_line(tmp_path):
         assert result.returncode == 0, result.stderr
         out = result.stdout
         # The dev stack pins 3.6.14; the sandbox runs that very version from the project's cache.
-        assert out.startswith(f"etcd 3.6.14 from {binaries.directory('3.6.14') / 'etcd'} (the version the dev stack pins")
+        pinned = binaries.directory("3.6.14") / "etcd"
+        assert out.startswith(f"etcd 3.6.14 from {pinned} (the version the dev stack pins on AWS)\n")
         assert "sandbox 'dev': 3 members, static bootstrap" in out
         assert "ready: 3 members healthy in " in out
         assert f"source {directory.resolve() / 'etcdctl.env'}" in out
