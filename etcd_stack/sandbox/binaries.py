@@ -56,7 +56,7 @@ class InstallError(Exception):
 
 
 def cache_root() -> Path:
-    """Beside the project's virtualenv (git-ignored), or the user's cache outside one."""
+    """ETCD_STACK_CACHE, else inside the project's virtualenv (git-ignored), else the user's cache."""
     explicit = os.environ.get("ETCD_STACK_CACHE")
     if explicit:
         return Path(explicit)
@@ -166,7 +166,7 @@ def module_source(version: str, module: str = MAIN_PACKAGES["etcd"], cache: Path
 
 def _go_env() -> dict[str, str]:
     # Static binaries like etcd's releases; no go.work of the surroundings; go.sum may be written.
-    return {**os.environ, "CGO_ENABLED": "0", "GOWORK": "off", "GOFLAGS": "-mod=mod"}
+    return {**os.environ, "CGO_ENABLED": "0", "GOWORK": "off", "GOFLAGS": f"{os.environ.get('GOFLAGS', '')} -mod=mod"}
 
 
 def _module_of(package: str) -> str:
