@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from etcd_stack.sandbox import binaries
 from tests.conftest import written_file
 
 UNIT = "/etc/systemd/system/etcd.service"
@@ -52,7 +52,8 @@ def systemd_root(tmp_path_factory) -> Path:
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "usr/local/bin").mkdir(parents=True)
-    shutil.copy(Path(sys.executable).parent / "etcd", root / "usr/local/bin/etcd")
+    # The stack's default etcd, as the test set-up installs it (etcd_stack/sandbox/binaries.py).
+    shutil.copy(binaries.directory(binaries.default_version()) / "etcd", root / "usr/local/bin/etcd")
     (root / "etc/systemd/system").mkdir(parents=True)
     return root
 
