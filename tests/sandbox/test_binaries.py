@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from etcd_stack import releases
+from etcd_stack import config, releases
+from etcd_stack.config import Bootstrap
 from etcd_stack.sandbox import binaries
+from etcd_stack.sandbox import cluster as sandbox
 
 DEFAULT = binaries.default_version()
 NEWEST_3_5 = releases.newest((3, 5))
@@ -142,3 +144,17 @@ def test_an_installed_version_is_not_built_again(monkeypatch):
 def test_the_tests_run_the_default_version_and_the_newest_3_5_and_3_7():
     assert binaries.tested_versions() == [NEWEST_3_5, DEFAULT, releases.newest((3, 7))]
     assert NEWEST_3_5 == "3.5.33" and releases.newest((3, 7)) == "3.7.1"
+
+
+def test_the_sandbox_runs_the_version_its_stack_pins(tmp_path, monkeypatch):
+    monkeypatch.delenv("ETCD_BIN", raising=False)
+    cfg = config.load({"aws:region": "eu-west-2", "etcd:bastion": "false", "etcd:bootstrap": "static",
+                       "etcd:clusterSize": "1", "etcd:version": NEWEST_3_5}, "test")
+    said: list[str] = []
+    box = sandbox.up(tmp_path / "pinned", "test", cfg, Bootstrap.STATIC, report=said.append, timeout_s=60)
+    try:
+        assert box.version == NEWEST_3_5 and Path(box.binary) == built(NEWEST_3_5) / "etcd"
+        assert said[0] == f"etcd {NEWEST_3_5} from {box.binary} (the version the test stack pins on AWS)"
+        assert (box.directory / "bin" / "etcdutl").resolve() == built(NEWEST_3_5) / "etcdutl"
+    finally:
+        sandbox.down(box.directory)
