@@ -11,6 +11,7 @@ import itertools
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def _plain_cluster(tool: Path, binary: Path) -> dict[int, dict[str, float]]:
 def run() -> list[Figure]:
     binary = sandbox.find_etcd()
     version = str(sandbox.etcd_version(binary))
-    tool = binaries.ensure_benchmark(version)
+    tool = binaries.ensure_benchmark(version, report=lambda line: print(line, file=sys.stderr, flush=True))
     tls_runs = _tls_cluster(tool)
     plain_runs = _plain_cluster(tool, binary)
     # Both compared at the same concurrency, past the point where each stopped gaining throughput.
