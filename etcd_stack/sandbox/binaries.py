@@ -184,15 +184,19 @@ def _go_version(env: Mapping[str, str]) -> str:
 
 
 def _go(args: list[str], cwd: Path, env: Mapping[str, str], what: str, report: Report | None = None) -> str:
-    result = subprocess.run([go() or "go", *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
-                            check=False, timeout=BUILD_TIMEOUT_S)
-    if report:
-        downloads = [line for line in result.stderr.splitlines() if line.startswith("go: downloading")]
-        if downloads:
-            report(f"  {len(downloads)} modules downloaded")
-    if result.returncode != 0:
-        raise InstallError(f"{what} failed: {result.stderr.strip()[-800:]}")
-    return result.stdout
+    """Runs the go command; with `report`, each module it downloads is reported as it starts."""
+    # stdout goes to a file, so that reading stderr line by line can never block the command.
+    with tempfile.TemporaryFile("w+") as stdout, subprocess.Popen(
+            [go() or "go", *args], cwd=cwd, env=dict(env), stdout=stdout, stderr=subprocess.PIPE, text=True) as process:
+        errors = []
+        for line in process.stderr or ():
+            errors.append(line)
+            if report and line.startswith("go: downloading "):
+                report(f"  downloading {line.removeprefix('go: downloading ').strip()}")
+        if process.wait(timeout=BUILD_TIMEOUT_S) != 0:
+            raise InstallError(f"{what} failed: {''.join(errors).strip()[-800:]}")
+        stdout.seek(0)
+        return stdout.read()
 
 
 # --- from the official release ----------------------------------------------------------------
