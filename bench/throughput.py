@@ -1,97 +1,105 @@
-"""Throughput and latency: sustained puts on the sandbox's TLS cluster against the same etcd without TLS.
+"""Throughput and latency with etcd's own load generator (`benchmark put`, built from etcd's Go modules of
+the same version as the members): the sandbox's TLS cluster against the same etcd without TLS.
 
-The load generator is a set of processes, each with one keep-alive connection, putting through etcd's
-JSON gateway. It shows it is not the bottleneck two ways: doubling its processes must not raise
-throughput much (the cluster is saturated), and its processes spend most of their time waiting.
+Both are measured at a concurrency shown to saturate them: clients double until throughput rises by less
+than SATURATION; the figures compare the two at the larger concurrency of that last pair.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-import statistics
+import re
+import subprocess
+import sys
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bench.common import BareCluster, Figure, stack_config
 from etcd_stack.config import Bootstrap
+from etcd_stack.sandbox import binaries
 from etcd_stack.sandbox import cluster as sandbox
-from etcd_stack.sandbox.gateway import Gateway
 
-SECONDS = 5.0
-PROCESSES = (4, 8)
-
-
-def _load(tls: tuple[str, str, str] | None, ips: list[str], worker: int, seconds: float) -> tuple[list[float], float]:
-    """One generator process: puts for `seconds`; returns each put's latency and the CPU time it used."""
-    gateway = Gateway(*(tls or (None, None, None)), timeout=5)
-    ip = ips[worker % len(ips)]
-    latencies = []
-    cpu_before = time.process_time()
-    deadline = time.monotonic() + seconds
-    sequence = 0
-    while time.monotonic() < deadline:
-        sequence += 1
-        started = time.perf_counter()
-        gateway.put(ip, f"bench/{worker}/{sequence}", "x" * 64)
-        latencies.append(time.perf_counter() - started)
-    gateway.close()
-    return latencies, time.process_time() - cpu_before
+CLIENTS = (8, 32, 128, 512, 2048)
+CONNECTIONS = 8
+PUTS = 20000
+SATURATION = 1.10  # four times the clients adding less than 10% throughput
+VALUE_BYTES = 256
+RESULT = re.compile(r"Requests/sec:\s+([\d.]+).*?50% in ([\d.]+) secs.*?99% in ([\d.]+) secs", re.S)
 
 
-def _measure(tls: tuple[str, str, str] | None, ips: list[str], processes: int) -> dict[str, float]:
-    with ProcessPoolExecutor(processes) as pool:
-        results = list(pool.map(_load, [tls] * processes, [ips] * processes, range(processes),
-                                [SECONDS] * processes))
-    latencies = sorted(lat for worker, _ in results for lat in worker)
-    cpu = sum(used for _, used in results)
-    return {
-        "throughput": len(latencies) / SECONDS,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
-        "generator_busy": cpu / (processes * SECONDS),
-    }
+def put(tool: Path, endpoints: list[str], clients: int, tls: list[str]) -> dict[str, float]:
+    """One `benchmark put` run: puts/s, p50 and p99 in milliseconds."""
+    result = subprocess.run([
+        str(tool), "put", "--endpoints", ",".join(endpoints), "--clients", str(clients),
+        "--conns", str(min(clients, CONNECTIONS)), "--total", str(PUTS), "--val-size", str(VALUE_BYTES),
+        "--key-space-size", str(PUTS), "--sequential-keys", *tls,
+    ], capture_output=True, text=True, timeout=600, check=False)
+    match = RESULT.search(result.stdout)
+    if result.returncode != 0 or not match:
+        raise RuntimeError(f"benchmark put failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    rate, p50, p99 = (float(value) for value in match.groups())
+    return {"throughput": rate, "p50": p50 * 1000, "p99": p99 * 1000, "clients": clients}
 
 
-def _tls_cluster(processes: int) -> dict[str, float]:
+def sweep(tool: Path, endpoints: list[str], tls: list[str]) -> dict[int, dict[str, float]]:
+    return {clients: put(tool, endpoints, clients, tls) for clients in CLIENTS}
+
+
+def saturated_at(runs: dict[int, dict[str, float]]) -> int:
+    """The fewest clients beyond which four times as many no longer raise throughput."""
+    for fewer, more in itertools.pairwise(CLIENTS):
+        if runs[more]["throughput"] < runs[fewer]["throughput"] * SATURATION:
+            return fewer
+    raise RuntimeError(f"throughput still rising at {CLIENTS[-1]} clients: {runs}")
+
+
+def _tls_cluster(tool: Path) -> dict[int, dict[str, float]]:
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch) / "sandbox"
         box = sandbox.up(directory, "bench", stack_config(3), Bootstrap.STATIC, report=lambda _: None)
         try:
-            tls = (str(box.client.ca), str(box.client.cert), str(box.client.key))
-            return _measure(tls, [m.ip for m in box.members], processes)
+            tls = ["--cacert", str(box.client.ca), "--cert", str(box.client.cert), "--key", str(box.client.key)]
+            return sweep(tool, [f"https://{m.ip}:2379" for m in box.members], tls)
         finally:
             sandbox.down(directory)
 
 
-def _plain_cluster(processes: int) -> dict[str, float]:
+def _plain_cluster(tool: Path, binary: Path) -> dict[int, dict[str, float]]:
     with tempfile.TemporaryDirectory() as scratch:
-        cluster = BareCluster(str(sandbox.find_etcd()), Path(scratch), 3)
+        cluster = BareCluster(str(binary), Path(scratch), 3)
         try:
             cluster.start()
             cluster.wait_healthy()
-            return _measure(None, [m.ip for m in cluster.members], processes)
+            return sweep(tool, [f"http://{m.ip}:2379" for m in cluster.members], [])
         finally:
             cluster.stop()
 
 
 def run() -> list[Figure]:
-    small, large = PROCESSES
-    tls = {n: _tls_cluster(n) for n in PROCESSES}
-    plain = {n: _plain_cluster(n) for n in PROCESSES}
-    busy = max(result["generator_busy"] for result in (*tls.values(), *plain.values()))
-    note = (f"{large} generator processes for {SECONDS:.0f} s; with {small}: TLS {tls[small]['throughput']:.0f}/s, "
-            f"plain {plain[small]['throughput']:.0f}/s; generator CPU busy at most {busy:.0%} of its time; "
-            f"{os.cpu_count()} cores shared with the three members")
+    binary = sandbox.find_etcd()
+    version = str(sandbox.etcd_version(binary))
+    tool = binaries.ensure_benchmark(version, report=lambda line: print(line, file=sys.stderr, flush=True))
+    tls_runs = _tls_cluster(tool)
+    plain_runs = _plain_cluster(tool, binary)
+    # Both compared at the same concurrency, past the point where each stopped gaining throughput.
+    clients = CLIENTS[CLIENTS.index(max(saturated_at(tls_runs), saturated_at(plain_runs))) + 1]
+    tls, plain = tls_runs[clients], plain_runs[clients]
+    fewer = CLIENTS[CLIENTS.index(clients) - 1]
+    sweep_note = "; ".join(f"{n}: TLS {tls_runs[n]['throughput']:.0f}, plain {plain_runs[n]['throughput']:.0f}"
+                           for n in CLIENTS)
+    note = (f"etcd {version}'s own `benchmark put` ({PUTS} puts of {VALUE_BYTES} bytes over up to {CONNECTIONS} "
+            f"connections) at {clients} clients, where four times fewer gave within {SATURATION - 1:.0%} of the "
+            f"throughput on both clusters; puts/s by clients: {sweep_note}; {os.cpu_count()} cores shared by "
+            "the members and the generator")
     return [
-        Figure("throughput", "puts per second, TLS cluster", tls[large]["throughput"], plain[large]["throughput"],
-               "puts/s", "same etcd without TLS", note),
-        Figure("throughput", "put latency p50, TLS cluster", tls[large]["p50"], plain[large]["p50"], "ms",
-               "same etcd without TLS"),
-        Figure("throughput", "put latency p99, TLS cluster", tls[large]["p99"], plain[large]["p99"], "ms",
-               "same etcd without TLS"),
-        Figure("throughput", f"puts per second, {large} vs {small} generator processes (TLS)",
-               tls[large]["throughput"], tls[small]["throughput"], "puts/s", f"{small} generator processes",
-               "1 or less: more generators do not raise throughput, so the cluster (sharing the cores) sets the pace"),
+        Figure("throughput", "puts per second, TLS cluster", tls["throughput"], plain["throughput"], "puts/s",
+               "same etcd without TLS", note),
+        Figure("throughput", "put latency p50, TLS cluster", tls["p50"], plain["p50"], "ms", "same etcd without TLS"),
+        Figure("throughput", "put latency p99, TLS cluster", tls["p99"], plain["p99"], "ms", "same etcd without TLS"),
+        Figure("throughput", f"puts per second, TLS, {clients} vs {fewer} clients", tls["throughput"],
+               tls_runs[fewer]["throughput"], "puts/s", f"{fewer} clients",
+               f"under {SATURATION:.2f}: more clients no longer raise throughput, the cluster is saturated"),
+        Figure("throughput", f"puts per second, plain, {clients} vs {fewer} clients", plain["throughput"],
+               plain_runs[fewer]["throughput"], "puts/s", f"{fewer} clients"),
     ]

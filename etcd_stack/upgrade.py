@@ -1,11 +1,15 @@
-"""etcd's supported upgrade path: one minor version at a time, and 3.6 needs 3.5.20 or later underneath it."""
+"""etcd's supported upgrade path: one minor version at a time, each from a recent enough patch of the line before.
+
+The minimums are the upstream upgrade guides' (etcd-io/website, content/en/docs/v3.6/upgrades/upgrade_3_6.md,
+"Update 3.5": 3.5.32 or later; content/en/docs/v3.7/upgrades/upgrade_3_7.md, "Update 3.6": 3.6.11 or later).
+"""
 
 from __future__ import annotations
 
 from etcd_stack.config import EtcdVersion
 
 # The oldest patch of the previous line that a line can be reached from.
-MINIMUM_BEFORE = {(3, 6): EtcdVersion(3, 5, 20)}
+MINIMUM_BEFORE = {(3, 6): EtcdVersion(3, 5, 32), (3, 7): EtcdVersion(3, 6, 11)}
 
 
 def parse(text: str) -> EtcdVersion:

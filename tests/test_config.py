@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from etcd_stack import config
+from etcd_stack import config, releases
 from etcd_stack.config import Bootstrap, ConfigError, EtcdVersion, NatStrategy, architecture
 from etcd_stack.member import certificates
 from etcd_stack.member.certificates import PEER_NAME
@@ -73,17 +73,19 @@ def test_supported_release_lines(raw_config, version):
 
 def test_a_version_without_a_known_checksum_is_refused_with_the_known_ones(raw_config):
     with pytest.raises(ConfigError) as caught:
-        load(raw_config(version="3.7.1", bootstrap="static"))
+        load(raw_config(version="3.7.3", bootstrap="static"))
     message = str(caught.value)
-    assert message.startswith("etcd:version: '3.7.1' is not allowed: a release whose amd64 checksum is known: ")
-    assert "3.4.27, 3.5.3 to 3.5.27, 3.6.5, 3.6.9, 3.6.11, 3.6.13, 3.6.14" in message
+    assert message.startswith("etcd:version: '3.7.3' is not allowed: a release whose amd64 checksum is known: ")
+    assert "3.4.27, 3.5.3 to 3.5.33, 3.6.0 to 3.6.14, 3.7.1" in message
 
 
-def test_graviton_members_need_an_arm64_checksum(raw_config):
-    assert load(raw_config(version="3.6.13", instanceType="m7i.large")).version == EtcdVersion(3, 6, 13)
-    refused = r"^etcd:version: '3\.6\.13' .*arm64 checksum is known: .*3\.6\.11, 3\.6\.14$"
+def test_graviton_members_need_an_arm64_checksum(raw_config, monkeypatch):
+    # Every release in the table has both sums today; one known only for amd64 shows the rule.
+    monkeypatch.setitem(releases.SHA256, "3.6.15", {"amd64": "0" * 64})
+    assert load(raw_config(version="3.6.15", instanceType="m7i.large")).version == EtcdVersion(3, 6, 15)
+    refused = r"^etcd:version: '3\.6\.15' .*arm64 checksum is known: .*3\.6\.0 to 3\.6\.14, 3\.7\.1$"
     with pytest.raises(ConfigError, match=refused):
-        load(raw_config(version="3.6.13", instanceType="m7g.large"))
+        load(raw_config(version="3.6.15", instanceType="m7g.large"))
 
 
 def test_a_premade_discovery_url_is_kept(raw_config):

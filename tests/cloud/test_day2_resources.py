@@ -81,8 +81,10 @@ V = EtcdVersion
     (V(3, 5, 27), V(3, 5, 3), None),
     (V(3, 6, 5), V(3, 6, 14), None),
     (V(3, 4, 27), V(3, 5, 27), None),
-    (V(3, 5, 20), V(3, 6, 14), None),
-    (V(3, 5, 19), V(3, 6, 14), "etcd 3.6 needs 3.5.20 or later first"),
+    (V(3, 5, 32), V(3, 6, 14), None),
+    (V(3, 5, 31), V(3, 6, 14), "etcd 3.6 needs 3.5.32 or later first"),
+    (V(3, 6, 11), V(3, 7, 1), None),
+    (V(3, 6, 10), V(3, 7, 1), "etcd 3.7 needs 3.6.11 or later first"),
     (V(3, 4, 27), V(3, 6, 14), "skips a minor version; upgrade to 3.5 first"),
     (V(3, 6, 14), V(3, 5, 27), "is a downgrade"),
 ])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from etcd_stack.sandbox import binaries
 from tests.conftest import written_file
 
 UNIT = "/etc/systemd/system/etcd.service"
@@ -55,7 +56,8 @@ def systemd_root(tmp_path_factory) -> Path:
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "usr/local/bin").mkdir(parents=True)
-    shutil.copy(Path(sys.executable).parent / "etcd", root / "usr/local/bin/etcd")
+    # The stack's default etcd, as the test set-up installs it (etcd_stack/sandbox/binaries.py).
+    shutil.copy(binaries.directory(binaries.default_version()) / "etcd", root / "usr/local/bin/etcd")
     # The metrics publisher's interpreter, where AL2023 has it.
     (root / "usr/bin").mkdir(parents=True)
     shutil.copy(Path(sys.executable).resolve(), root / "usr/bin/python3")

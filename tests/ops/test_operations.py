@@ -4,6 +4,7 @@ rotated keys, defragmentation, rolling restarts and a rolling upgrade."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import sys
@@ -16,6 +17,7 @@ import requests
 from etcd_stack.config import Bootstrap
 from etcd_stack.ops import procedures as operations
 from etcd_stack.ops import rolling
+from etcd_stack.sandbox import binaries
 from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.cluster import Sandbox, SandboxError
 from etcd_stack.sandbox.gateway import Gateway
@@ -35,7 +37,8 @@ from tests.sandbox.test_sandbox import (
 
 __all__ = ["make_sandbox"]  # the fixture, shared with test_sandbox
 ETCD_3_4 = Path(sys.executable).parent.parent / "etcd-3.4" / "usr" / "bin" / "etcd"
-ETCD_3_5 = sandbox.real_binary(Path(sys.executable).parent / "etcd")
+# The exact versions the test set-up installs (etcd_stack/sandbox/binaries.py): the newest 3.5, 3.6, 3.7.
+TESTED = {version.rsplit(".", 1)[0]: binaries.directory(version) / "etcd" for version in binaries.tested_versions()}
 # Writes may pause for an election, never longer.
 LONGEST_PAUSE_S = 5 * ELECTION_MS / 1000
 
@@ -215,39 +218,44 @@ def test_a_rolling_restart_with_new_settings_keeps_writes_flowing(make_sandbox):
         assert "heartbeat-interval: 50\n" in text and "election-timeout: 600\n" in text
 
 
-def test_a_rolling_upgrade_from_3_4_to_3_5_keeps_every_write(tmp_path, monkeypatch):
-    monkeypatch.setenv("ETCD_BIN", str(ETCD_3_4))
+@pytest.mark.parametrize(("old", "new"), [(ETCD_3_4, TESTED["3.5"]), (TESTED["3.5"], TESTED["3.6"]),
+                                          (TESTED["3.6"], TESTED["3.7"])], ids=["3.4-3.5", "3.5-3.6", "3.6-3.7"])
+def test_a_rolling_upgrade_to_the_next_minor_version_keeps_every_write(old, new, tmp_path, monkeypatch):
+    monkeypatch.setenv("ETCD_BIN", str(old))
     directory = tmp_path / "upgrade"
     box = sandbox.up(directory, "test", stack_config(), Bootstrap.STATIC, report=lambda _: None)
     try:
         gateway = box.gateway()
-        old = str(sandbox.etcd_version(ETCD_3_4))
-        assert old.startswith("3.4.")
-        assert {gateway.status(m.ip)["version"] for m in box.members} == {old}
+        before, after = str(sandbox.etcd_version(old)), str(sandbox.etcd_version(new))
+        assert {gateway.status(m.ip)["version"] for m in box.members} == {before}
         with Writer(box) as writer:
             writer.wait_for_writes_after(time.monotonic(), count=20)
-            rolling.roll(box, report=lambda _: None, binary=ETCD_3_5)
+            rolling.roll(box, report=lambda _: None, binary=new)
             writer.wait_for_writes_after(time.monotonic(), count=20)
-        assert {gateway.status(m.ip)["version"] for m in box.members} == {"3.5.1"}
+        assert {gateway.status(m.ip)["version"] for m in box.members} == {after}
         gateway.close()
         assert writer.longest_pause() < LONGEST_PAUSE_S
         assert set(writer.acknowledged) <= set(stored(box))
-        assert Sandbox.load(directory).version == "3.5.1"
+        assert Sandbox.load(directory).version == after
     finally:
         sandbox.down(directory)
 
 
-def test_a_version_skip_is_refused_before_any_member_is_touched(make_sandbox, tmp_path):
-    box = make_sandbox()
-    fake = tmp_path / "etcd"
-    fake.write_text("#!/bin/sh\necho 'etcd Version: 3.7.0'\n")
-    fake.chmod(0o755)
-    pids = [box.pid(m) for m in box.members]
-    refused = r"--etcd-bin: 3\.5\.1 to 3\.7\.0 skips a minor version; upgrade to 3\.6 first"
-    with pytest.raises(SandboxError, match=refused):
-        rolling.roll(box, report=lambda _: None, binary=fake)
-    assert [box.pid(m) for m in box.members] == pids
-    assert Sandbox.load(box.directory).version == "3.5.1"
+def test_a_version_skip_is_refused_before_any_member_is_touched(tmp_path, monkeypatch):
+    monkeypatch.setenv("ETCD_BIN", str(TESTED["3.5"]))
+    directory = tmp_path / "skip"
+    box = sandbox.up(directory, "test", stack_config(), Bootstrap.STATIC, report=lambda _: None)
+    try:
+        before, skip = str(sandbox.etcd_version(TESTED["3.5"])), str(sandbox.etcd_version(TESTED["3.7"]))
+        pids = [box.pid(m) for m in box.members]
+        refused = rf"--etcd-bin: {re.escape(before)} to {re.escape(skip)} skips a minor version; upgrade to 3\.6 first"
+        with pytest.raises(SandboxError, match=refused):
+            rolling.roll(box, report=lambda _: None, binary=TESTED["3.7"])
+        assert [box.pid(m) for m in box.members] == pids
+        assert Sandbox.load(directory).version == before
+        assert (directory / "bin" / "etcd").resolve() == TESTED["3.5"].resolve()
+    finally:
+        sandbox.down(directory)
 
 
 # --- certificate rotation -----------------------------------------------------------------------

