@@ -17,8 +17,8 @@ from etcd_stack.ops.transport import OperationError, Transport, call
 class TransportProbe:
     """`connect` is called for every view: on AWS a replaced member is a new instance, found again by its tags."""
 
-    def __init__(self, connect: Callable[[], Transport]):
-        self.connect = connect
+    def __init__(self, connect: Callable[[], Transport], parallel: bool = True):
+        self.connect, self.parallel = connect, parallel
 
     def view(self) -> ClusterView:
         transport = self.connect()
@@ -30,7 +30,7 @@ class TransportProbe:
         ordered = sorted(name for name, _ in membership)
         ordered.sort(key=lambda name: names.index(name) if name in names else len(names))
         # Members are asked at once: through SSM each answer is a round trip of seconds.
-        with ThreadPoolExecutor(max_workers=len(ordered) or 1) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(ordered)) if self.parallel else 1) as pool:
             states = pool.map(lambda name: self._state(transport, name, names), ordered)
             return ClusterView(tuple(states))
 

@@ -24,11 +24,12 @@ from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import Bootstrap
 from etcd_stack.member import rendering
 from etcd_stack.member.rendering import METADATA_ADDRESSES, ClusterSettings
+from etcd_stack.sandbox.cluster import etcd_version as version_of
 from etcd_stack.sandbox.cluster import real_binary
 from etcd_stack.sandbox.gateway import local_session
 from etcd_stack.sandbox.local import local_paths, write_pki
 from tests.conftest import written_file
-from tests.sandbox.test_real_etcd import BINARIES, version_of
+from tests.sandbox.test_real_etcd import BINARIES
 
 UNIT = "/etc/systemd/system/etcd.service"
 BACKUP_UNIT = "/etc/systemd/system/etcd-backup.service"

@@ -174,7 +174,7 @@ def test_a_member_that_lost_its_data_rejoins_while_writes_go_on(make_sandbox):
         writer.wait_for_writes_after(time.monotonic(), count=20)
         result = etcd_stack("replace-member", "--sandbox", str(box.directory), "--member", victim.name)
         assert result.returncode == 0, result.stderr
-        assert "added back as a learner" in result.stdout and "promoted to a voting member" in result.stdout
+        assert "added as a learner" in result.stdout and "promoted to a voting member" in result.stdout
         writer.wait_for_writes_after(time.monotonic(), count=20)
     # The cluster kept its quorum throughout: writes never waited longer than an election.
     assert writer.longest_pause() < LONGEST_PAUSE_S

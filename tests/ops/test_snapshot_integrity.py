@@ -9,6 +9,7 @@ import pytest
 
 from etcd_stack.ops import procedures as operations
 from etcd_stack.sandbox.cluster import SandboxError
+from etcd_stack.sandbox.transport import SandboxTransport
 from tests.sandbox.test_sandbox import make_sandbox, write
 
 __all__ = ["make_sandbox"]
@@ -17,7 +18,7 @@ __all__ = ["make_sandbox"]
 def test_a_snapshot_changed_after_its_backup_is_refused_and_the_data_left_alone(make_sandbox):
     box = make_sandbox()
     write(box, "greeting", "hello")
-    snapshot = operations.backup(box)
+    snapshot = Path(operations.backup(SandboxTransport(box), report=lambda _: None).removeprefix("file://"))
     recorded, _name = snapshot.with_name(snapshot.name + ".sha256").read_text().split()
     # One value rewritten in place: same size, still a database etcd would restore.
     changed = snapshot.with_name("changed.db")
