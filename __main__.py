@@ -84,7 +84,8 @@ pki = ClusterPki(
     f"{name}-pki",
     PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags, stack=cfg.stack,
             region=cfg.region, account=account, key_arn=stack_key.arn,
-            ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation, key_generation=cfg.key_generation),
+            ca_generation=cfg.ca_generation, ca_rotation=cfg.ca_rotation, key_generation=cfg.key_generation,
+            operator_key=cfg.operator_key),
 )
 
 # Per-person client certificates from requests in etcd:operatorCsrs; the keys stay on the people's machines.
@@ -212,13 +213,14 @@ pulumi.export("members", [
     for m, instance in zip(members, etcd.instances, strict=True)
 ])
 pulumi.export("caCertPem", pki.ca_cert_pem)
-pulumi.export("operatorCertPem", pki.operator.cert_pem)
-pulumi.export("operatorKeyPem", pki.operator.private_key_pem)
+pulumi.export("operatorCertPem", pki.operator.cert_pem if pki.operator else None)
+pulumi.export("operatorKeyPem", pki.operator.private_key_pem if pki.operator else None)
 pulumi.export("operatorCerts", operators.cert_pems)
 # Whoever holds the token can register members into the cluster's bootstrap.
 pulumi.export("discoveryUrl", pulumi.Output.secret(discovery_url) if discovery_url else None)
 pulumi.export("backupDestination", backups.bucket_name.apply(lambda bucket: destination(bucket, name)))
-pulumi.export("etcdctl", etcdctl_commands(client_endpoint, [m.dns_name for m in members]))
+pulumi.export("etcdctl", etcdctl_commands(client_endpoint, [m.dns_name for m in members],
+                                          shared_key=cfg.operator_key))
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
 pulumi.export("publicSubnetIds", network.public_subnet_ids)

@@ -133,6 +133,7 @@ class StackConfig:
     backup_lock: BackupLock
     backup_break_glass_role_arn: str | None
     backups_on_destroy: BackupsOnDestroy
+    operator_key: bool
 
     def client_sources(self, vpc_cidr: IPNetwork) -> tuple[IPNetwork, ...]:
         """The CIDRs admitted to 2379 beside the listed client groups: the VPC's (the one given, or the one the
@@ -590,6 +591,9 @@ KEYS: tuple[Key, ...] = (
         "IAM role that alone may read snapshots besides the members, delete versions and bypass governance"),
     Key("backupsOnDestroy", "backups_on_destroy", _enum(BackupsOnDestroy), "keep",
         "What `pulumi destroy` does with the backup bucket: `keep` it and its snapshots, or `delete` them"),
+    Key("operatorKey", "operator_key", _boolean, "true",
+        "Issue a shared operator key and certificate (secret outputs); `false` keeps every client key out of "
+        "the stack (people bring `etcd:operatorCsrs`)"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}

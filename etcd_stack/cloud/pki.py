@@ -37,6 +37,8 @@ class PkiArgs:
     ca_generation: int = 1
     ca_rotation: CaRotation = CaRotation.NONE
     key_generation: int = 1
+    # The shared operator key lives in the stack's state; without it, people use their own (cloud/operators.py).
+    operator_key: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class ClusterPki(pulumi.ComponentResource):
     ca_cert_pem: pulumi.Output[str]
     members: list[IssuedCert]
     member_secrets: list[MemberSecrets]
-    operator: IssuedCert
+    operator: IssuedCert | None
 
     def __init__(self, name: str, args: PkiArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("etcd-aws:pki:ClusterPki", name, None, opts)
@@ -139,7 +141,8 @@ class ClusterPki(pulumi.ComponentResource):
             self._issue(f"{name}-{m.name}", certificates.member_profile(m.name, m.dns_name, m.ip, args.client_endpoint))
             for m in args.members
         ]
-        self.operator = self._issue(f"{name}-operator", certificates.operator_profile(args.cluster_name))
+        self.operator = (self._issue(f"{name}-operator", certificates.operator_profile(args.cluster_name))
+                         if args.operator_key else None)
         # Whoever can write the bundle decides whom members trust: it is kept like a key.
         bundle = self._parameter(f"{name}-ca-bundle", naming.ca_bundle_parameter(args.stack, args.cluster_name),
                                  self.ca_cert_pem, "etcd cluster CA certificates (PEM) the members trust")
