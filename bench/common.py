@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from etcd_stack import config
+from etcd_stack.config import Bootstrap
+from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.gateway import health
 from etcd_stack.sandbox.local import local_members
 from etcd_stack.sandbox.processes import spawn, stop_pid
@@ -91,3 +95,15 @@ def machine() -> dict[str, str]:
     memory = next((line.split(":", 1)[1].strip() for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal")), "unknown")
     return {"cpu": cpu, "cores": cores, "memory": memory}
+
+
+@contextlib.contextmanager
+def running_sandbox(cfg: config.StackConfig) -> Iterator[sandbox.Sandbox]:
+    """The stack's members as a static sandbox in a scratch directory, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch) / "sandbox"
+        box = sandbox.up(directory, "bench", cfg, Bootstrap.STATIC, report=lambda _: None)
+        try:
+            yield box
+        finally:
+            sandbox.down(directory)

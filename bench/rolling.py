@@ -5,15 +5,12 @@ stack on AWS, against the same replacements without gates."""
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Figure, stack_config
-from etcd_stack.config import Bootstrap
+from bench.common import Figure, running_sandbox, stack_config
 from etcd_stack.ops import rolling
 from etcd_stack.ops.gate import GatePolicy
-from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.workload import Writer
 
 STEPS_FILE = Path(__file__).with_name("rolling_steps.json")
@@ -43,19 +40,14 @@ def modelled_roll(members: int, policy: GatePolicy, times: dict[str, float]) -> 
 def measured_pause() -> list[float]:
     cfg = stack_config(3)
     pauses = []
-    with tempfile.TemporaryDirectory() as scratch:
-        directory = Path(scratch) / "sandbox"
-        box = sandbox.up(directory, "bench", cfg, Bootstrap.STATIC, report=lambda _: None)
-        try:
-            for _ in range(RUNS):
-                with Writer(box, request_timeout=0.3) as writer:
-                    writer.wait_for_writes_after(time.monotonic(), count=20)
-                    started = time.monotonic()
-                    rolling.roll(box, report=lambda _: None, cfg=cfg)
-                    writer.wait_for_writes_after(time.monotonic(), count=20)
-                pauses.append(writer.longest_pause(since=started))
-        finally:
-            sandbox.down(directory)
+    with running_sandbox(cfg) as box:
+        for _ in range(RUNS):
+            with Writer(box, request_timeout=0.3) as writer:
+                writer.wait_for_writes_after(time.monotonic(), count=20)
+                started = time.monotonic()
+                rolling.roll(box, report=lambda _: None, cfg=cfg)
+                writer.wait_for_writes_after(time.monotonic(), count=20)
+            pauses.append(writer.longest_pause(since=started))
     return pauses
 
 

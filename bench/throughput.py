@@ -15,8 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import BareCluster, Figure, stack_config
-from etcd_stack.config import Bootstrap
+from bench.common import BareCluster, Figure, running_sandbox, stack_config
 from etcd_stack.sandbox import binaries
 from etcd_stack.sandbox import cluster as sandbox
 
@@ -55,14 +54,9 @@ def saturated_at(runs: dict[int, dict[str, float]]) -> int:
 
 
 def _tls_cluster(tool: Path) -> dict[int, dict[str, float]]:
-    with tempfile.TemporaryDirectory() as scratch:
-        directory = Path(scratch) / "sandbox"
-        box = sandbox.up(directory, "bench", stack_config(3), Bootstrap.STATIC, report=lambda _: None)
-        try:
-            tls = ["--cacert", str(box.client.ca), "--cert", str(box.client.cert), "--key", str(box.client.key)]
-            return sweep(tool, [f"https://{m.ip}:2379" for m in box.members], tls)
-        finally:
-            sandbox.down(directory)
+    with running_sandbox(stack_config(3)) as box:
+        tls = ["--cacert", str(box.client.ca), "--cert", str(box.client.cert), "--key", str(box.client.key)]
+        return sweep(tool, [f"https://{m.ip}:2379" for m in box.members], tls)
 
 
 def _plain_cluster(tool: Path, binary: Path) -> dict[int, dict[str, float]]:
