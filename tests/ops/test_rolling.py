@@ -122,3 +122,25 @@ def test_a_size_etcd_does_not_support_is_refused_before_anything_changes(make_sa
     result = etcd_stack("sandbox", "resize", "--dir", str(box.directory), "--size", "6")
     assert (result.returncode, result.stderr) == (2, "etcd-stack sandbox: --size: 6 is not one of 1, 3, 5, 7\n")
     assert [box.pid(m) for m in box.members] == pids
+
+
+def test_the_gate_provider_fed_by_a_real_cluster_moves_leadership_and_waits_for_a_restarted_member(make_sandbox):
+    from etcd_stack.ops.rollout import AFTER, BEFORE, MemberGateProvider
+
+    box = make_sandbox()
+    head = leader(box)
+    provider = MemberGateProvider(lambda props: probe_of(box), QUICK)
+    names = [m.name for m in box.members]
+    old = {"member": head, "phase": BEFORE, "members": names, "revision": "r1", "version": box.version,
+           "bootstrapped": True, "instance": None}
+    provider.update(f"{head}-before", old, {**old, "revision": "r2"})
+    assert leader(box) != head
+    member = box.member(head)
+    box.stop(member)
+    box.start(member)
+    after = {**old, "phase": AFTER}
+    provider.update(f"{head}-after", after, {**after, "revision": "r2",
+                                              "instance": SandboxTransport(box).instance(head)})
+    broken = {**after, "member": "etcd-9", "revision": "r2", "instance": "pid 1"}
+    with pytest.raises(GateFailed, match="etcd-9 is not a member"):
+        provider.update("etcd-9-after", after, broken)
