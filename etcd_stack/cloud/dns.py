@@ -43,25 +43,13 @@ class ClusterDns(pulumi.ComponentResource):
             tags=tagged(args.tags, name),
             opts=child,
         )
+        def record(logical: str, fqdn: str, ips: list[str]) -> None:
+            aws.route53.Record(logical, zone_id=zone.zone_id, name=fqdn, type="A", ttl=MEMBER_TTL, records=ips,
+                               opts=child)
+
         for member in args.members:
-            aws.route53.Record(
-                f"{name}-{member.name}",
-                zone_id=zone.zone_id,
-                name=member.dns_name,
-                type="A",
-                ttl=MEMBER_TTL,
-                records=[member.ip],
-                opts=child,
-            )
+            record(f"{name}-{member.name}", member.dns_name, [member.ip])
         # The balancer's addresses are fixed and planned, so the name need not wait for the balancer to exist.
-        aws.route53.Record(
-            f"{name}-client",
-            zone_id=zone.zone_id,
-            name=args.client_endpoint,
-            type="A",
-            ttl=MEMBER_TTL,
-            records=list(args.load_balancer_ips),
-            opts=child,
-        )
+        record(f"{name}-client", args.client_endpoint, list(args.load_balancer_ips))
         self.zone_id = zone.zone_id
         self.register_outputs({"zone_id": self.zone_id})

@@ -21,38 +21,39 @@ class TransportProbe:
         self.connect, self.parallel = connect, parallel
 
     def view(self) -> ClusterView:
-        transport = self.connect()
-        names = transport.members()
-        membership = self._membership(transport, names)
-        if membership is None:
-            return ClusterView(tuple(MemberState(name, reachable=False, detail="no member answers") for name in names))
-        # In the members' own order; etcd lists them by id.
-        ordered = sorted(name for name, _ in membership)
-        ordered.sort(key=lambda name: names.index(name) if name in names else len(names))
-        # Members are asked at once: through SSM each answer is a round trip of seconds.
-        with ThreadPoolExecutor(max_workers=max(1, len(ordered)) if self.parallel else 1) as pool:
-            states = pool.map(lambda name: self._state(transport, name, names), ordered)
-            return ClusterView(tuple(states))
+        return self._read(self.connect())[0]
 
     def move_leader(self, to: str) -> None:
         transport = self.connect()
-        view, ids = self.view(), self._ids(transport)
+        view, ids = self._read(transport)
         if len(view.leaders) != 1 or to not in ids:
             raise OperationError(f"cannot move leadership to {to}: {view.describe()}")
         self._ctl(transport, view.leaders[0].name, "move-leader", format(ids[to], "x"))
 
     def remove_member(self, name: str) -> None:
         transport = self.connect()
-        ids = self._ids(transport)
+        view, ids = self._read(transport)
         if name not in ids:
             return
-        others = [m.name for m in self.view().members if m.reachable and m.name != name]
+        others = [m.name for m in view.members if m.reachable and m.name != name]
         if not others:
             raise OperationError(f"cannot remove {name}: no other member answers")
         self._ctl(transport, others[0], "member", "remove", format(ids[name], "x"))
 
-    def _ids(self, transport: Transport) -> dict[str, int]:
-        return dict(self._membership(transport, transport.members()) or [])
+    def _read(self, transport: Transport) -> tuple[ClusterView, dict[str, int]]:
+        """The cluster's view and etcd's member ids by name, from one membership listing."""
+        names = transport.members()
+        membership = self._membership(transport, names)
+        if membership is None:
+            silent = tuple(MemberState(name, reachable=False, detail="no member answers") for name in names)
+            return ClusterView(silent), {}
+        # In the members' own order; etcd lists them by id.
+        ordered = sorted(name for name, _ in membership)
+        ordered.sort(key=lambda name: names.index(name) if name in names else len(names))
+        # Members are asked at once: through SSM each answer is a round trip of seconds.
+        with ThreadPoolExecutor(max_workers=max(1, len(ordered)) if self.parallel else 1) as pool:
+            states = tuple(pool.map(lambda name: self._state(transport, name, names), ordered))
+        return ClusterView(states), dict(membership)
 
     def _membership(self, transport: Transport, names: list[str]) -> list[tuple[str, int]] | None:
         """etcd's members as (name, id), from the first member that answers; an unstarted one is named by its id."""

@@ -37,16 +37,17 @@ def roll(sandbox: Sandbox, report: Callable[[str], None], cfg: StackConfig | Non
             raise SandboxError(f"--etcd-bin: {reason}")
     transport = SandboxTransport(sandbox)
     gate = Gate(TransportProbe(lambda: transport), policy, report=lambda line: report(f"  {line}"))
-    names = [member.name for member in sandbox.members]
-    # Before anything changes: a roll that would start on an unsound cluster is refused here.
-    gate.before(names[0], names)
-    if binary is not None:
-        sandbox.binary, sandbox.version = str(binary), str(target)
-        link_tools(binary, sandbox.directory / "bin")
-    if cfg is not None:
-        sandbox.heartbeat_ms, sandbox.election_ms = cfg.heartbeat_ms, cfg.election_ms
-    sandbox.save()
-    _roll_members(sandbox, gate, transport, report)
+
+    def switch() -> None:
+        # Only once the first member's gate found the cluster sound: the scripts' etcdctl moves along.
+        if binary is not None:
+            sandbox.binary, sandbox.version = str(binary), str(target)
+            link_tools(binary, sandbox.directory / "bin")
+        if cfg is not None:
+            sandbox.heartbeat_ms, sandbox.election_ms = cfg.heartbeat_ms, cfg.election_ms
+        sandbox.save()
+
+    _roll_members(sandbox, gate, transport, report, before_first=switch)
 
 
 def resize(sandbox: Sandbox, size: int, report: Callable[[str], None], policy: GatePolicy = SANDBOX_GATES) -> None:
@@ -58,7 +59,6 @@ def resize(sandbox: Sandbox, size: int, report: Callable[[str], None], policy: G
     transport = SandboxTransport(sandbox)
     gate = Gate(TransportProbe(lambda: transport), policy, report=lambda line: report(f"  {line}"))
     names = [member.name for member in sandbox.members]
-    gate.before(names[0], names)
     for member in reversed(sandbox.members[size:]):
         names.remove(member.name)
         gate.retire(member.name, names)
@@ -85,10 +85,12 @@ def resize(sandbox: Sandbox, size: int, report: Callable[[str], None], policy: G
 
 
 def _roll_members(sandbox: Sandbox, gate: Gate, transport: SandboxTransport, report: Callable[[str], None],
-                  members: list[MemberPlan] | None = None) -> None:
+                  members: list[MemberPlan] | None = None, before_first: Callable[[], None] = lambda: None) -> None:
     names = [member.name for member in sandbox.members if (members is None or member in members)]
-    for member in members if members is not None else sandbox.members:
+    for position, member in enumerate(members if members is not None else list(sandbox.members)):
         gate.before(member.name, names)
+        if position == 0:
+            before_first()
         sandbox.stop(member)
         sandbox.render(member)
         sandbox.start(member)

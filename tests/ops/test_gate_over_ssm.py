@@ -68,8 +68,7 @@ def test_before_a_change_the_gate_moves_leadership_off_the_member_through_ssm():
     with Stubber(ssm) as stub:
         for _ in range(3):  # which planned members etcd has; then the cluster sound twice in a row
             view(stub, leader="etcd-1")
-        view(stub, leader="etcd-1")  # the probe sees who leads before it moves leadership
-        membership(stub)
+        view(stub, leader="etcd-1")  # one probe: who leads, and the ids to move leadership by
         answer(stub, "etcd-1", f"{CTL} move-leader {MEMBER_IDS['etcd-0']:x}")
         for _ in range(2):
             view(stub, leader="etcd-0")
