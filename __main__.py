@@ -19,7 +19,6 @@ from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones, e
 from etcd_stack.cloud.operators import OperatorCertificates, OperatorCertsArgs
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, no_read_policy, parameter_root
-from etcd_stack.member.metrics import metric_namespace
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 from etcd_stack.ops.rollout import MemberGateProvider
 
@@ -101,7 +100,7 @@ backups = BackupBucket(
                on_destroy=cfg.backups_on_destroy, roles=access.roles, tags=tags,
                break_glass_role_arn=cfg.backup_break_glass_role_arn),
 )
-metrics_namespace = metric_namespace(name, cfg.stack)
+metrics_namespace = naming.metric_namespace(cfg.stack, name)
 
 discovery_url = None
 if cfg.bootstrap is config.Bootstrap.DISCOVERY:

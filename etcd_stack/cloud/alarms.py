@@ -13,7 +13,8 @@ import pulumi_aws as aws
 
 from etcd_stack.cloud.backup import ARRIVAL_METRIC, ARRIVAL_NAMESPACE
 from etcd_stack.cloud.iam import policy
-from etcd_stack.member.metrics import MEMBER_DIMENSION, scoped_name
+from etcd_stack.member.metrics import MEMBER_DIMENSION
+from etcd_stack.naming import scoped_name
 from etcd_stack.tags import tagged
 
 DAY, HOUR = 86400, 3600
@@ -131,7 +132,7 @@ class ClusterAlarms(pulumi.ComponentResource):
         logical = f"{self._name}-{suffix}"
         aws.cloudwatch.MetricAlarm(
             logical,
-            name=scoped_name(self._args.cluster_name, self._args.stack, suffix),
+            name=scoped_name(self._args.stack, self._args.cluster_name, suffix),
             alarm_actions=self._actions,
             ok_actions=self._actions,
             tags=tagged(self._args.tags, logical),

@@ -17,7 +17,7 @@ import pulumi_aws as aws
 
 from etcd_stack.cloud.iam import policy
 from etcd_stack.config import FLOW_LOG_RETENTION_DAYS, BackupLock, BackupsOnDestroy
-from etcd_stack.member.metrics import scoped_name
+from etcd_stack.naming import parameter_name, scoped_name
 from etcd_stack.tags import tagged
 
 # Written by the stack itself once the arrival record exists: the first "arrival", so a new stack's
@@ -175,7 +175,7 @@ class BackupBucket(pulumi.ComponentResource):
         notification = aws.s3.BucketNotification(name, bucket=bucket.id, eventbridge=True, opts=child)
         rule = aws.cloudwatch.EventRule(
             f"{name}-arrivals",
-            name=scoped_name(args.cluster_name, args.stack, "snapshots", limit=64),
+            name=scoped_name(args.stack, args.cluster_name, "snapshots", limit=64),
             description=f"Objects created in the backup bucket of etcd cluster {args.cluster_name} ({args.stack})",
             event_pattern=bucket.bucket.apply(lambda bucket_name: json.dumps({
                 "source": ["aws.s3"], "detail-type": ["Object Created"],
@@ -186,14 +186,14 @@ class BackupBucket(pulumi.ComponentResource):
         )
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-arrivals",
-            name=f"/etcd-aws/{args.cluster_name}/{args.stack}/snapshots",
+            name=parameter_name(args.stack, args.cluster_name, "snapshots"),
             retention_in_days=log_retention_days(args.retention_days),
             tags=tagged(args.tags, f"{name}-arrivals"),
             opts=owned,
         )
         log_policy = aws.cloudwatch.LogResourcePolicy(
             f"{name}-arrivals",
-            policy_name=scoped_name(args.cluster_name, args.stack, "snapshots", limit=255),
+            policy_name=scoped_name(args.stack, args.cluster_name, "snapshots", limit=255),
             policy_document=pulumi.Output.all(log_group.arn, rule.arn).apply(lambda arns: policy({
                 "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": f"{arns[0]}:*",

@@ -13,7 +13,8 @@ import pulumi_aws as aws
 
 from etcd_stack.cloud.alarms import ETCD_ALARMS
 from etcd_stack.cloud.backup import ARRIVAL_METRIC, ARRIVAL_NAMESPACE
-from etcd_stack.member.metrics import MEMBER_DIMENSION, scoped_name
+from etcd_stack.member.metrics import MEMBER_DIMENSION
+from etcd_stack.naming import scoped_name
 
 # (title, metrics drawn with one line per member, statistic)
 ETCD_WIDGETS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -83,7 +84,7 @@ class ClusterDashboard(pulumi.ComponentResource):
         super().__init__("etcd-aws:dashboard:ClusterDashboard", name, None, opts)
         aws.cloudwatch.Dashboard(
             name,
-            dashboard_name=scoped_name(args.cluster_name, args.stack, "etcd"),
+            dashboard_name=scoped_name(args.stack, args.cluster_name, "etcd"),
             dashboard_body=pulumi.Output.all(args.load_balancer_arn_suffix, args.target_group_arn_suffix,
                                              args.arrival_rule_name).apply(
                 lambda values: dashboard_body(args, *values)),

@@ -3,8 +3,6 @@ publisher, the alarms, the dashboard and the tests share."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 
 
@@ -31,23 +29,3 @@ METRICS: tuple[Metric, ...] = (
 METRIC_NAMES = tuple(metric.name for metric in METRICS)
 # Dimensions of every data point; the namespace already carries the cluster and the stack.
 MEMBER_DIMENSION = "Member"
-
-
-def scoped_name(cluster_name: str, stack: str, suffix: str, limit: int = 255, separator: str = "-") -> str:
-    """A name unique per cluster and stack within AWS's `limit`; a long stack name is shortened to a digest
-    so that two stacks never share the name."""
-    digest = hashlib.sha256(stack.encode()).hexdigest()
-    safe_stack = re.sub(r"[^A-Za-z0-9_-]", "_", stack)
-    # `dev.v2` and `dev_v2` are two stacks: a rewritten name keeps a digest of the original.
-    if safe_stack != stack:
-        safe_stack = f"{safe_stack}-{digest[:6]}"
-    name = separator.join((cluster_name, safe_stack, suffix))
-    if len(name) <= limit:
-        return name
-    return separator.join((cluster_name, digest[:12], suffix))[:limit]
-
-
-def metric_namespace(cluster_name: str, stack: str) -> str:
-    """The member roles may put data only here (cloudwatch:namespace), so no stack can feed another's alarms.
-    Pulumi stack names (letters, digits, `-_.`) are all characters CloudWatch allows in a namespace."""
-    return f"etcd-aws/{cluster_name}/{stack}"

@@ -199,7 +199,7 @@ def test_every_object_created_in_the_bucket_is_recorded_by_eventbridge(governed)
     rule = only(governed, "aws:cloudwatch/eventRule:EventRule")
     assert json.loads(rule.inputs["eventPattern"]) == {"source": ["aws.s3"], "detail-type": ["Object Created"],
                                                        "detail": {"bucket": {"name": [bucket.state["bucket"]]}}}
-    assert rule.inputs["name"] == "etcd-test-snapshots"
+    assert rule.inputs["name"] == "test-etcd-snapshots"
     target = only(governed, "aws:cloudwatch/eventTarget:EventTarget")
     log_group = governed.named("etcd-backup-arrivals", "aws:cloudwatch/logGroup:LogGroup")
     assert (target.inputs["rule"], target.inputs["arn"]) == (rule.state["name"], log_group.state["arn"])

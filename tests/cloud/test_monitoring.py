@@ -38,8 +38,8 @@ def test_every_member_has_an_alarm_on_each_etcd_signal(stack):
     for member in MEMBERS:
         for spec in ETCD_ALARMS:
             inputs = alarm(stack, f"{member}-{spec.name}")
-            assert inputs["name"] == f"etcd-test-{member}-{spec.name}"
-            assert (inputs["namespace"], inputs["metricName"]) == ("etcd-aws/etcd/test", spec.metric)
+            assert inputs["name"] == f"test-etcd-{member}-{spec.name}"
+            assert (inputs["namespace"], inputs["metricName"]) == ("etcd-aws/test/etcd", spec.metric)
             assert inputs["dimensions"] == {"Member": member}
             assert (inputs["statistic"], inputs["comparisonOperator"], inputs["threshold"]) == (
                 spec.statistic, spec.comparison, spec.threshold)
@@ -103,7 +103,7 @@ def test_a_daily_backup_alarms_only_after_two_days(tmp_path):
 
 
 @pytest.mark.parametrize(("namespace", "allowed"), [
-    ("etcd-aws/etcd/test", True), ("etcd-aws/etcd/prod", False), ("etcd-aws", False), ("AWS/Events", False),
+    ("etcd-aws/test/etcd", True), ("etcd-aws/prod/etcd", False), ("etcd-aws", False), ("AWS/Events", False),
 ])
 def test_members_publish_only_into_their_stacks_namespace_and_not_the_backup_metric(stack, namespace, allowed):
     for index in range(3):
@@ -138,7 +138,7 @@ def test_alarms_exist_without_a_topic_and_notify_nobody(run_stack):
 
 def widgets(stack) -> list[dict]:
     (dashboard,) = stack.of_type("aws:cloudwatch/dashboard:Dashboard")
-    assert dashboard.inputs["dashboardName"] == "etcd-test-etcd"
+    assert dashboard.inputs["dashboardName"] == "test-etcd-etcd"
     return json.loads(dashboard.inputs["dashboardBody"])["widgets"]
 
 
@@ -150,7 +150,7 @@ def test_every_dashboard_widget_draws_a_metric_the_stack_publishes_or_aws_provid
         ("AWS/NetworkELB", "HealthyHostCount", ("LoadBalancer", balancer, "TargetGroup", group)),
         ("AWS/Events", "TriggeredRules", ("RuleName", rule)),
     }
-    published = {("etcd-aws/etcd/test", metric, ("Member", member)) for metric in METRIC_NAMES for member in MEMBERS}
+    published = {("etcd-aws/test/etcd", metric, ("Member", member)) for metric in METRIC_NAMES for member in MEMBERS}
     drawn = set()
     for widget in widgets(stack):
         assert widget["properties"]["region"] == "eu-west-2"
@@ -171,9 +171,9 @@ def test_dashboard_widgets_do_not_overlap(stack):
 
 
 def test_names_stay_within_awss_limits_and_apart_for_long_stack_names():
-    from etcd_stack.member.metrics import scoped_name
+    from etcd_stack.naming import scoped_name
 
     first, second = "platform-production-eu-west-2-" + "a" * 40, "platform-production-eu-west-2-" + "b" * 40
-    names = {scoped_name("etcd", stack, "snapshots", limit=64) for stack in (first, second)}
+    names = {scoped_name(stack, "etcd", "snapshots", limit=64) for stack in (first, second)}
     assert len(names) == 2 and all(len(name) <= 64 for name in names)
-    assert scoped_name("etcd", "dev.v2", "etcd") != scoped_name("etcd", "dev_v2", "etcd") == "etcd-dev_v2-etcd"
+    assert scoped_name("dev.v2", "etcd", "etcd") != scoped_name("dev_v2", "etcd", "etcd") == "dev_v2-etcd-etcd"

@@ -16,7 +16,7 @@ def publisher() -> dict:
     member = local_members(1)[0]
     cluster = ClusterSettings(name="etcd", token="t", version=EtcdVersion(3, 6, 14), bootstrap=Bootstrap.STATIC,
                               members=(member,), heartbeat_ms=100, election_ms=1000, quota_backend_bytes=1000,
-                              backup=BackupSettings("file:///b", 60), metrics=MetricsSettings("etcd-aws/etcd/t"))
+                              backup=BackupSettings("file:///b", 60), metrics=MetricsSettings("etcd-aws/t/etcd"))
     namespace: dict = {"__name__": "etcd_metrics"}
     exec(compile(rendering.metrics_script(cluster, member, Paths()), "etcd-metrics", "exec"), namespace)
     return namespace

@@ -34,7 +34,7 @@ def settings(version=(3, 6, 14), bootstrap=Bootstrap.STATIC, members=MEMBERS, **
     return ClusterSettings(name="etcd", token="etcd-prod", version=EtcdVersion(*version), bootstrap=bootstrap,
                            members=members, heartbeat_ms=100, election_ms=1000, quota_backend_bytes=8 * GIB,
                            backup=BackupSettings("s3://etcd-backup-1a2b3c/etcd", 60, "eu-west-2"),
-                           metrics=MetricsSettings("etcd-aws/etcd/prod"), **extra)
+                           metrics=MetricsSettings("etcd-aws/prod/etcd"), **extra)
 
 
 AWKWARD = [

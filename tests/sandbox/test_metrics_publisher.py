@@ -18,15 +18,16 @@ import pytest
 from botocore.stub import Stubber
 
 from etcd_stack.member import rendering
-from etcd_stack.member.metrics import METRICS, metric_namespace
+from etcd_stack.member.metrics import METRICS
 from etcd_stack.member.rendering import MetricsSettings
+from etcd_stack.naming import metric_namespace
 from etcd_stack.sandbox.cluster import Sandbox
 from tests.local_aws import CREDENTIALS, REGION, aws_endpoint, cli_environment
 from tests.sandbox.test_real_etcd import BINARIES
 from tests.sandbox.test_sandbox import make_sandbox, wait_until, write
 
 __all__ = ["aws_endpoint", "make_sandbox"]
-NAMESPACE = metric_namespace("etcd", "test")
+NAMESPACE = metric_namespace("test", "etcd")
 
 
 class Publisher:
@@ -98,7 +99,7 @@ def test_every_figure_reaches_cloudwatch_with_plausible_values_and_follows_the_c
         (line,) = publisher.sink(member.name).read_text().splitlines()
         request = json.loads(line)
         accepted_by_cloudwatch(request)
-        assert request["Namespace"] == "etcd-aws/etcd/test"
+        assert request["Namespace"] == "etcd-aws/test/etcd"
         units = {d["MetricName"]: d["Unit"] for d in request["MetricData"]}
         assert units == {metric.name: metric.unit for metric in METRICS}
         assert all(d["Dimensions"] == [{"Name": "Member", "Value": member.name}] for d in request["MetricData"])
