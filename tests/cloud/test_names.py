@@ -17,6 +17,9 @@ UNIQUE_NAMES = {
     "aws:ssm/parameter:Parameter": ("account and region", "name"),
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("account and region", "name"),
     "aws:cloudwatch/logGroup:LogGroup": ("account and region", "name"),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("account and region", "policyName"),
+    "aws:cloudwatch/eventRule:EventRule": ("event bus", "name"),
+    "aws:cloudwatch/dashboard:Dashboard": ("account", "dashboardName"),
     "aws:lb/loadBalancer:LoadBalancer": ("account and region", "name"),
     "aws:lb/targetGroup:TargetGroup": ("account and region", "name"),
     "aws:ec2/keyPair:KeyPair": ("account and region", "keyName"),
@@ -66,6 +69,14 @@ def test_the_names_the_program_sets_carry_the_stack(two_stacks):
         # Any other name the program sets holds the stack as a part of its own; the rest are auto-named.
         for typ, found in names.items():
             assert all(stack in re.split(r"[./:-]", name) for name in found), (typ, found)
+
+
+def test_every_name_the_program_sets_puts_the_stack_before_the_cluster(two_stacks):
+    for run, stack in zip(two_stacks, ("dev", "prod"), strict=True):
+        for typ, found in explicit_names(run).items():
+            for name in found:
+                assert (name.startswith((f"/etcd-aws/{stack}/etcd/", f"alias/etcd-aws/{stack}/etcd", f"{stack}-etcd-"))
+                        or name == f"etcd.{stack}.internal"), (typ, name)
 
 
 def test_members_read_the_parameters_of_their_own_stack(two_stacks):
