@@ -103,14 +103,13 @@ def sandbox_up(args: argparse.Namespace) -> int:
 
 
 def sandbox_status(args: argparse.Namespace) -> int:
+    """The members' processes, then the same status `etcd-stack status` shows of a stack."""
     box = sandbox.Sandbox.load(args.dir.resolve())
-    rows = box.status()
-    print(f"{'member':8} {'address':12} {'pid':>7}  {'health (/health on 2381)':26} {'leader':8} {'raft term':>9}")
-    for row in rows:
-        pid = row["pid"] or "-"
-        print(f"{row['name']:8} {row['ip']:12} {pid!s:>7}  {row['health']!s:26} {row.get('leader', '-')!s:8} "
-              f"{row.get('raft_term', '-')!s:>9}")
-    return 0 if all(str(row["health"]).endswith(" healthy") for row in rows) else 1
+    print(f"{'member':8} {'address':12} {'pid':>7}  log")
+    for member in box.members:
+        print(f"{member.name:8} {member.ip:12} {box.pid(member) or '-'!s:>7}  {box.log_file(member)}")
+    print()
+    return 0 if operations.status(SandboxTransport(box), report=print) else 1
 
 
 def sandbox_down(args: argparse.Namespace) -> int:

@@ -268,31 +268,6 @@ class Sandbox:
             self.stop(member)
         stop_discovery(self.directory)
 
-    def status(self) -> list[dict[str, object]]:
-        """Per member: running, the load balancer's view of health, leader, raft term."""
-        gateway = self.gateway(timeout=2)
-        rows = []
-        try:
-            names: dict[str, str] = {}
-            for member in self.members:
-                checked = health(member.ip, timeout=1)
-                verdict = "healthy" if checked.healthy else checked.reason or "unhealthy"
-                row: dict[str, object] = {"name": member.name, "ip": member.ip, "pid": self.pid(member),
-                                          "health": f"{checked.status_code or '-'} {verdict}"}
-                try:
-                    answer = gateway.status(member.ip)
-                    names = names or gateway.members(member.ip)
-                    row["leader"] = names.get(answer["leader"], "none" if answer["leader"] == "0" else answer["leader"])
-                    row["raft_term"] = answer["raft_term"]
-                    row["is_leader"] = answer["leader"] == answer["member_id"]
-                except (requests.RequestException, GatewayError):
-                    pass
-                rows.append(row)
-        finally:
-            gateway.close()
-        return rows
-
-
 class MemberFailed(SandboxError):
     def __init__(self, member: MemberPlan, what: str, log: list[str]):
         self.member, self.log = member, log

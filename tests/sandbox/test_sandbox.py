@@ -126,12 +126,16 @@ def test_up_status_down_from_the_command_line(tmp_path):
 
         status = etcd_stack("sandbox", "status", "--dir", str(directory))
         assert status.returncode == 0, status.stdout
-        rows = status.stdout.splitlines()[1:]
-        assert len(rows) == 3 and all("200 healthy" in row for row in rows)
-        leaders = {row.split()[-2] for row in rows}
-        assert len(leaders) == 1 and leaders <= {"etcd-0", "etcd-1", "etcd-2"}
+        processes, cluster = status.stdout.split("\n\n")
         pids = pids_of(box)
         assert len(pids) == 3
+        assert [line.split()[:3] for line in processes.splitlines()[1:]] == [
+            [member.name, member.ip, str(pid)] for member, pid in zip(box.members, pids, strict=True)]
+        rows = [line.split() for line in cluster.splitlines()[1:4]]
+        assert [row[0] for row in rows] == ["etcd-0", "etcd-1", "etcd-2"]
+        assert all(row[1:3] == ["200", "healthy"] for row in rows)
+        assert sorted(row[3] for row in rows) == ["follower", "follower", "leader"]
+        assert cluster.splitlines()[-1] == "alarms: none"
     finally:
         down = etcd_stack("sandbox", "down", "--dir", str(directory))
     assert down.returncode == 0 and down.stdout.startswith("stopped etcd-0, etcd-1, etcd-2")
