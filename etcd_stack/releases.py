@@ -9,6 +9,10 @@ each release's SHA256SUMS; snapshot of 2026-08-21: 3.5.33 and 3.6.14 are the new
 no source reachable here records the sums of a later 3.4 patch, whose newest is 3.4.45);
 3.7.1 from three unrelated projects' build scripts that pin both architectures.
 A wrong value fails closed: the bootstrap script refuses the download.
+
+Newer patches exist (the Go module proxy dates them: 3.5.34, 3.6.15 and 3.7.2 on 2026-09-22; 3.5.35,
+3.6.16 and 3.7.3 on 2026-10-22) but no source reachable from the machines this project is built on
+records their tarballs' sums; they join the table with sums copied from each release's SHA256SUMS.
 """
 
 from __future__ import annotations
