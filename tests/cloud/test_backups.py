@@ -99,7 +99,8 @@ def test_only_the_break_glass_role_removes_a_snapshot_or_shortens_its_retention(
 
 
 def test_without_a_break_glass_role_nobody_removes_a_snapshot():
-    document = bucket_policy("arn:aws:s3:::b", "etcd", ["arn:aws:iam::123456789012:role/m"], None)
+    document = bucket_policy("arn:aws:s3:::b", "etcd", ["arn:aws:iam::123456789012:role/m"], None,
+                             "arn:aws:kms:eu-west-2:123456789012:key/k")
     for principal in ("arn:aws:iam::123456789012:role/m", ADMIN, BREAK_GLASS):
         request = Request(principal, "s3:DeleteObjectVersion", "arn:aws:s3:::b/etcd/x.db")
         assert denied_by(document, request) == ["RefuseRemoval"]
@@ -142,12 +143,6 @@ def test_members_write_and_read_only_under_the_cluster_prefix_and_never_delete(g
         assert grant.inputs["role"] == role.id
         request = Request(role.state["arn"], action, f"{bucket_arn(governed)}/{key}")
         assert allowed_by(grant.inputs["policy"], request) is allowed
-
-
-def test_encryption_is_sse_s3_until_the_stack_passes_a_kms_key(governed):
-    encryption = only(governed, "aws:s3/bucketServerSideEncryptionConfiguration:"
-                                "BucketServerSideEncryptionConfiguration").inputs["rules"][0]
-    assert encryption["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
 
 
 def test_the_bucket_is_private_and_owner_enforced(governed):
