@@ -63,6 +63,11 @@ class Principal:
     def with_policies(self, *documents: Mapping[str, Any]) -> Principal:
         return Principal(self.arn, self.account, (*self.policies, *documents))
 
+    @staticmethod
+    def of(arn: str, *documents: Mapping[str, Any]) -> Principal:
+        """A principal known by its ARN (the account read from it), with these identity policies."""
+        return Principal(arn, arn.split(":")[4], documents)
+
 
 @dataclass(frozen=True)
 class Request:
@@ -165,18 +170,23 @@ def _effects(documents: Iterable[Mapping[str, Any]], request: Request) -> set[st
     return {s["Effect"] for d in documents for s in _statements(d) if _applies(s, request)}
 
 
+def refused_by(request: Request, resource_policy: Mapping[str, Any]) -> list[str]:
+    """The Sids of the resource policy's Deny statements that apply to the request (each alone refuses it)."""
+    return [statement.get("Sid", "") for statement in _statements(resource_policy)
+            if statement["Effect"] == "Deny" and _principal_match(statement, request.principal) is not None
+            and _applies(statement, request)]
+
+
 def allowed(request: Request, resource_policy: Mapping[str, Any] | None = None, kms: bool = False) -> bool:
     """Whether AWS allows the request (same-account principal; no SCPs, boundaries or session policies)."""
     identity = _effects(request.principal.policies, request)
     granted: set[str] = set()  # how the resource policy allows: "direct" or through "account"
     if resource_policy is not None:
-        for statement in _statements(resource_policy):
-            how = _principal_match(statement, request.principal)
-            if how is None or not _applies(statement, request):
-                continue
-            if statement["Effect"] == "Deny":
-                return False
-            granted.add(how)
+        if refused_by(request, resource_policy):
+            return False
+        granted = {how for statement in _statements(resource_policy) if statement["Effect"] == "Allow"
+                   and (how := _principal_match(statement, request.principal)) is not None
+                   and _applies(statement, request)}
     if "Deny" in identity:
         return False
     if kms:
