@@ -59,8 +59,8 @@ def bucket_policy(bucket_arn: str, prefix: str, reader_arns: Sequence[str], brea
     snapshots = f"{bucket_arn}/{prefix}/*"
     # An upload without encryption headers takes the bucket's default (the stack's key); headers would override
     # it (AWS knowledge center, s3-aws-kms-default-encryption), so one that names another algorithm or key (or
-    # aws:kms without a key, which S3 takes as aws/s3: S3 API reference, CreateMultipartUpload) is refused. The key id is
-    # of type ARN (service authorization reference, Amazon S3 condition keys).
+    # aws:kms without a key, which S3 takes as aws/s3: S3 API reference, CreateMultipartUpload) is refused.
+    # The key id is of type ARN (service authorization reference, Amazon S3 condition keys).
     asks_for_encryption = {"Null": {"s3:x-amz-server-side-encryption": "false"}}
     keepers = [break_glass_role_arn] if break_glass_role_arn else []
     statements: list[Mapping[str, Any]] = [
