@@ -12,7 +12,7 @@ from etcd_stack.cloud.dashboard import ClusterDashboard, DashboardArgs
 from etcd_stack.cloud.discovery import DiscoveryToken
 from etcd_stack.cloud.dns import ClusterDns, DnsArgs
 from etcd_stack.cloud.gates import ClusterRecord
-from etcd_stack.cloud.keys import Reader, StackKey, StackKeyArgs, deployer
+from etcd_stack.cloud.keys import BucketUsers, Reader, StackKey, StackKeyArgs, deployer
 from etcd_stack.cloud.load_balancer import ClientLoadBalancer, LoadBalancerArgs
 from etcd_stack.cloud.members import EtcdMembers, MembersArgs
 from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones, existing_network
@@ -66,6 +66,16 @@ if cfg.bastion:
         ),
     )
 
+# The bucket is encrypted with the stack's key, whose policy names the bucket: the key's ARN is known only once
+# the key exists, so the bucket takes it as a deferred output, resolved from the key below.
+key_arn, resolve_key_arn = pulumi.deferred_output()
+backups = BackupBucket(
+    f"{name}-backup",
+    BackupArgs(cluster_name=name, stack=cfg.stack, retention_days=cfg.backup_retention_days, lock=cfg.backup_lock,
+               on_destroy=cfg.backups_on_destroy, roles=access.roles, tags=tags, kms_key_arn=key_arn,
+               break_glass_role_arn=cfg.backup_break_glass_role_arn),
+)
+
 stack_key = StackKey(
     f"{name}-secrets",
     StackKeyArgs(
@@ -76,9 +86,12 @@ stack_key = StackKey(
         parameter_root=parameter_root(cfg.stack, name),
         readers=[Reader(role.arn, member_parameters(cfg.stack, name, m.name))
                  for role, m in zip(access.roles, members, strict=True)],
+        backups=BucketUsers(backups.bucket_arn, writers=[role.arn for role in access.roles],
+                            readers=[cfg.backup_break_glass_role_arn] if cfg.backup_break_glass_role_arn else []),
         tags=tags,
     ),
 )
+resolve_key_arn(stack_key.arn)
 pki = ClusterPki(
     f"{name}-pki",
     PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags, stack=cfg.stack,
@@ -94,12 +107,6 @@ operators = OperatorCertificates(
                       ca_cert_pem=pki.issuer.cert_pem),
 )
 
-backups = BackupBucket(
-    f"{name}-backup",
-    BackupArgs(cluster_name=name, stack=cfg.stack, retention_days=cfg.backup_retention_days, lock=cfg.backup_lock,
-               on_destroy=cfg.backups_on_destroy, roles=access.roles, tags=tags,
-               break_glass_role_arn=cfg.backup_break_glass_role_arn),
-)
 metrics_namespace = naming.metric_namespace(cfg.stack, name)
 
 discovery_url = None

@@ -1,7 +1,7 @@
-"""Where snapshots go: a private, versioned, encrypted S3 bucket where no snapshot can be replaced or
-removed within the retention (Object Lock, or bucket-policy denies), that only the members and a
-break-glass role can read; and the record of what arrives in it (EventBridge), which the backup-age
-alarm counts, so no member can feed that alarm by publishing a metric.
+"""Where snapshots go: a private, versioned S3 bucket, encrypted with the stack's KMS key, where no
+snapshot can be replaced or removed within the retention (Object Lock, or bucket-policy denies), that
+only the members and a break-glass role can read; and the record of what arrives in it (EventBridge),
+which the backup-age alarm counts, so no member can feed that alarm by publishing a metric.
 
 `pulumi destroy` keeps the bucket and every snapshot unless etcd:backupsOnDestroy is `delete`."""
 
@@ -39,9 +39,9 @@ class BackupArgs:
     on_destroy: BackupsOnDestroy
     roles: Sequence[aws.iam.Role]
     tags: Mapping[str, str]
+    # The stack's KMS key (keys.StackKey), whose policy lets the members and the break-glass role use it through S3.
+    kms_key_arn: pulumi.Input[str]
     break_glass_role_arn: str | None = None
-    # The stack's KMS key for SSE-KMS; without one the bucket uses SSE-S3 (AES256).
-    kms_key_arn: pulumi.Input[str] | None = None
 
 
 def destination(bucket: str, cluster_name: str) -> str:
@@ -53,9 +53,15 @@ def log_retention_days(days: int) -> int:
     return next((allowed for allowed in FLOW_LOG_RETENTION_DAYS if allowed >= days), FLOW_LOG_RETENTION_DAYS[-1])
 
 
-def bucket_policy(bucket_arn: str, prefix: str, reader_arns: Sequence[str], break_glass_role_arn: str | None) -> str:
+def bucket_policy(bucket_arn: str, prefix: str, reader_arns: Sequence[str], break_glass_role_arn: str | None,
+                  kms_key_arn: str) -> str:
     """Denies that hold for every principal of every account, the account root and admins included."""
     snapshots = f"{bucket_arn}/{prefix}/*"
+    # An upload without encryption headers takes the bucket's default (the stack's key); headers would override
+    # it (AWS knowledge center, s3-aws-kms-default-encryption), so one that names another algorithm or key (or
+    # aws:kms without a key, which S3 takes as aws/s3: S3 API reference, CreateMultipartUpload) is refused.
+    # The key id is of type ARN (service authorization reference, Amazon S3 condition keys).
+    asks_for_encryption = {"Null": {"s3:x-amz-server-side-encryption": "false"}}
     keepers = [break_glass_role_arn] if break_glass_role_arn else []
     statements: list[Mapping[str, Any]] = [
         {"Sid": "RefusePlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
@@ -64,6 +70,13 @@ def bucket_policy(bucket_arn: str, prefix: str, reader_arns: Sequence[str], brea
         {"Sid": "RefuseOverwrites", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
          "Resource": snapshots,
          "Condition": {"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}}},
+        {"Sid": "RefuseOtherEncryption", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"{bucket_arn}/*",
+         "Condition": {**asks_for_encryption, "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}},
+        {"Sid": "RefuseOtherKeys", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"{bucket_arn}/*",
+         "Condition": {**asks_for_encryption,
+                       "ArnNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": kms_key_arn}}},
         {"Sid": "RefuseRemoval", "Effect": "Deny", "Principal": "*", "Action": REMOVE_ACTIONS, "Resource": snapshots,
          **({"Condition": {"ArnNotEquals": {"aws:PrincipalArn": keepers}}} if keepers else {})},
         {"Sid": "RefuseReadsButMembers", "Effect": "Deny", "Principal": "*", "Action": READ_ACTIONS,
@@ -75,6 +88,7 @@ def bucket_policy(bucket_arn: str, prefix: str, reader_arns: Sequence[str], brea
 
 class BackupBucket(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
     arrival_rule_name: pulumi.Output[str]
     created_marker: aws.s3.BucketObjectv2
 
@@ -109,7 +123,15 @@ class BackupBucket(pulumi.ComponentResource):
                 rule={"default_retention": {"mode": args.lock.value.upper(), "days": args.retention_days}},
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])),
             )
-        self._encryption(name, bucket, args, child)
+        # SSE-KMS under the stack's key, with an S3 Bucket Key: S3 then asks KMS for a bucket-level key instead
+        # of one data key per object, which cuts KMS requests and their cost (S3 user guide, bucket-key).
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            name, bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms",
+                                                                "kms_master_key_id": args.kms_key_arn},
+                    "bucket_key_enabled": True}],
+            opts=child,
+        )
         aws.s3.BucketLifecycleConfiguration(
             name, bucket=bucket.id,
             rules=[{
@@ -125,35 +147,25 @@ class BackupBucket(pulumi.ComponentResource):
         )
         bucket_policy_resource = aws.s3.BucketPolicy(
             name, bucket=bucket.id,
-            policy=pulumi.Output.all(bucket.arn, *[role.arn for role in args.roles]).apply(
-                lambda arns: bucket_policy(arns[0], args.cluster_name, arns[1:], args.break_glass_role_arn)),
+            policy=pulumi.Output.all(bucket.arn, args.kms_key_arn, *[role.arn for role in args.roles]).apply(
+                lambda arns: bucket_policy(arns[0], args.cluster_name, arns[2:], args.break_glass_role_arn, arns[1])),
             opts=child,
         )
         for index, role in enumerate(args.roles):
             aws.iam.RolePolicy(
                 f"{name}-write-{index}",
                 role=role.id,
-                policy=pulumi.Output.all(bucket.arn, args.kms_key_arn).apply(
-                    lambda values: self._member_grant(values[0], values[1], args.cluster_name)),
+                policy=bucket.arn.apply(lambda arn: self._member_grant(arn, args.cluster_name)),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        self.arrival_rule_name = self._arrivals(name, bucket, args, child, bucket_policy_resource)
-        self.bucket_name = bucket.bucket
-        self.register_outputs({"bucket_name": self.bucket_name, "arrival_rule_name": self.arrival_rule_name})
+        self.arrival_rule_name = self._arrivals(name, bucket, args, child, [bucket_policy_resource, encryption])
+        self.bucket_name, self.bucket_arn = bucket.bucket, bucket.arn
+        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn,
+                               "arrival_rule_name": self.arrival_rule_name})
 
     @staticmethod
-    def _encryption(name: str, bucket: aws.s3.Bucket, args: BackupArgs, child: pulumi.ResourceOptions) -> None:
-        default = ({"sse_algorithm": "aws:kms", "kms_master_key_id": args.kms_key_arn} if args.kms_key_arn
-                   else {"sse_algorithm": "AES256"})
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            name, bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": default,
-                    "bucket_key_enabled": bool(args.kms_key_arn)}],
-            opts=child,
-        )
-
-    @staticmethod
-    def _member_grant(bucket_arn: str, kms_key_arn: str | None, prefix: str) -> str:
+    def _member_grant(bucket_arn: str, prefix: str) -> str:
+        # No KMS statement: the key policy grants the members the key through S3 for this bucket, directly.
         statements: list[Mapping[str, Any]] = [
             # New snapshots (multipart, abortable); reading them back for a restore (etcd-restore).
             {"Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
@@ -162,13 +174,10 @@ class BackupBucket(pulumi.ComponentResource):
             {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
              "Condition": {"StringLike": {"s3:prefix": f"{prefix}/*"}}},
         ]
-        if kms_key_arn:
-            statements.append({"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                               "Resource": kms_key_arn})
         return policy(*statements)
 
     def _arrivals(self, name: str, bucket: aws.s3.Bucket, args: BackupArgs, child: pulumi.ResourceOptions,
-                  after: pulumi.Resource) -> pulumi.Output[str]:
+                  after: Sequence[pulumi.Resource]) -> pulumi.Output[str]:
         """Every object created in the bucket, as S3 reports it to EventBridge, kept in a log group (the
         record of who uploaded what) and counted by the rule's TriggeredRules metric."""
         owned = pulumi.ResourceOptions(parent=self)
@@ -213,6 +222,6 @@ class BackupBucket(pulumi.ComponentResource):
             tags=tagged(args.tags, f"{name}-created"),
             # Locked like every object; it goes with the bucket (force_destroy) or stays with it.
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True,
-                                        depends_on=[notification, target, after]),
+                                        depends_on=[notification, target, *after]),
         )
         return rule.name

@@ -1,9 +1,12 @@
-"""The stack's own KMS key: what encrypts the members' keys, certificates and the CA bundle in SSM.
+"""The stack's own KMS key: what encrypts the members' keys, certificates and the CA bundle in SSM, and
+the snapshots in the backup bucket.
 
 Not the account's aws/ssm key: AWS documents that it lets every principal of the account decrypt
 (Systems Manager user guide, ps-restrict-decryption). This key's policy decides alone who decrypts:
 the account administers it but cannot decrypt, the deployer uses it through SSM for the cluster's
-parameters, and each member decrypts, through SSM only, its own parameters and the CA bundle.
+parameters, each member decrypts, through SSM only, its own parameters and the CA bundle, and, through
+S3 only and for the backup bucket only, the members write and read snapshots and the break-glass role
+reads them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ ADMIN_ACTIONS = (
 DELETION_WINDOW_DAYS = 30
 # SSM encrypts a SecureString with this context (KMS developer guide, "Parameter Store encryption context").
 PARAMETER_CONTEXT = "kms:EncryptionContext:PARAMETER_ARN"
+# S3 encrypts with this context; with an S3 Bucket Key its value is the bucket's ARN, not the object's
+# (S3 user guide, configuring-bucket-key).
+BUCKET_CONTEXT = "kms:EncryptionContext:aws:s3:arn"
+# A multipart upload needs GenerateDataKey to start and Decrypt for its parts (S3 API reference,
+# CreateMultipartUpload, Permissions); reading an object back needs Decrypt.
+WRITE_THROUGH_S3 = ["kms:Decrypt", "kms:GenerateDataKey"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,15 @@ class Reader:
 
 
 @dataclass(frozen=True)
+class BucketUsers:
+    """Who uses the key through S3 for one bucket: writers upload and read back, readers only read."""
+
+    bucket_arn: pulumi.Input[str]
+    writers: Sequence[pulumi.Input[str]]
+    readers: Sequence[pulumi.Input[str]] = ()
+
+
+@dataclass(frozen=True)
 class StackKeyArgs:
     alias: str
     region: str
@@ -49,6 +67,7 @@ class StackKeyArgs:
     deployer_arn: str
     parameter_root: str
     readers: Sequence[Reader]
+    backups: BucketUsers
     tags: Mapping[str, str]
 
 
@@ -62,9 +81,12 @@ def deployer() -> tuple[str, str]:
 
 
 def key_policy(region: str, account: str, deployer_arn: str, parameter_root: str,
-               readers: Sequence[tuple[str, Sequence[str]]]) -> str:
-    """The key policy; `readers` pairs a role ARN with the parameter names that role may decrypt."""
+               readers: Sequence[tuple[str, Sequence[str]]], backups: BucketUsers) -> str:
+    """The key policy; `readers` pairs a role ARN with the parameter names that role may decrypt, `backups`
+    (ARNs resolved) names the backup bucket and who writes and reads its snapshots."""
     through_ssm = {"kms:CallerAccount": account, "kms:ViaService": f"ssm.{region}.amazonaws.com"}
+    # No kms:CallerAccount: the break-glass role may live in another account (which must grant it too).
+    through_s3 = {"kms:ViaService": f"s3.{region}.amazonaws.com", BUCKET_CONTEXT: backups.bucket_arn}
     # Principal "*" narrowed by aws:PrincipalArn: a recreated role keeps working (a named principal would
     # be bound to the old role's unique id).
     statements = [
@@ -86,6 +108,15 @@ def key_policy(region: str, account: str, deployer_arn: str, parameter_root: str
                 PARAMETER_CONTEXT: sorted(iam.parameter_arn(region, account, name) for name in parameters),
             }},
         })
+    # The deployer writes the stack's marker object; the bucket policy keeps it off the snapshots.
+    for sid, principals, actions in (("MembersWriteAndReadSnapshotsThroughS3", backups.writers, WRITE_THROUGH_S3),
+                                     ("DeployerWritesTheBucketMarkerThroughS3", [deployer_arn], WRITE_THROUGH_S3),
+                                     ("BreakGlassReadsSnapshotsThroughS3", backups.readers, ["kms:Decrypt"])):
+        if principals:
+            statements.append({
+                "Sid": sid, "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": actions, "Resource": "*",
+                "Condition": {"StringEquals": {"aws:PrincipalArn": sorted(principals), **through_s3}},
+            })
     return iam.policy(*statements)
 
 
@@ -97,14 +128,16 @@ class StackKey(pulumi.ComponentResource):
         super().__init__("etcd-aws:keys:StackKey", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         role_arns = pulumi.Output.all(*[reader.role_arn for reader in args.readers])
+        backups = pulumi.Output.all(args.backups.bucket_arn, pulumi.Output.all(*args.backups.writers),
+                                    pulumi.Output.all(*args.backups.readers)).apply(lambda v: BucketUsers(*v))
         self.key = aws.kms.Key(
             name,
-            description=f"etcd TLS keys, certificates and CA bundle under SSM {args.parameter_root}",
+            description=f"etcd TLS keys, certificates and CA bundle under SSM {args.parameter_root}, and snapshots",
             enable_key_rotation=True,
             deletion_window_in_days=DELETION_WINDOW_DAYS,
-            policy=role_arns.apply(lambda arns: key_policy(
+            policy=pulumi.Output.all(role_arns, backups).apply(lambda values: key_policy(
                 args.region, args.account, args.deployer_arn, args.parameter_root,
-                [(arn, reader.parameters) for arn, reader in zip(arns, args.readers, strict=True)],
+                [(arn, reader.parameters) for arn, reader in zip(values[0], args.readers, strict=True)], values[1],
             )),
             tags=tagged(args.tags, name),
             opts=child,

@@ -24,6 +24,17 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 PARAMETER = "aws:ssm/parameter:Parameter"
 KEY = "aws:kms/key:Key"
+BUCKET = "aws:s3/bucket:Bucket"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+# The S3 request steps of a multipart upload and of a read, each with the KMS call S3 makes for it on the
+# caller's behalf under SSE-KMS: GenerateDataKey to start an upload, Decrypt for its parts and to complete it
+# (S3 API reference, CreateMultipartUpload and UploadPart, Permissions), Decrypt to read (GetObject).
+# All three upload steps are s3:PutObject to IAM; only the completion creates the object (s3:ObjectCreationOperation).
+PART = {"s3:ObjectCreationOperation": "false"}
+UPLOAD_STEPS = (("s3:PutObject", PART, "kms:GenerateDataKey"), ("s3:PutObject", PART, "kms:Decrypt"),
+                ("s3:PutObject", {"s3:ObjectCreationOperation": "true", "s3:if-none-match": "*"}, "kms:Decrypt"))
+READ_STEPS = (("s3:GetObject", {}, "kms:Decrypt"),)
 
 
 def vendored(name: str, **fill: str) -> dict[str, Any]:
@@ -51,6 +62,11 @@ class Principal:
 
     def with_policies(self, *documents: Mapping[str, Any]) -> Principal:
         return Principal(self.arn, self.account, (*self.policies, *documents))
+
+    @staticmethod
+    def of(arn: str, *documents: Mapping[str, Any]) -> Principal:
+        """A principal known by its ARN (the account read from it), with these identity policies."""
+        return Principal(arn, arn.split(":")[4], documents)
 
 
 @dataclass(frozen=True)
@@ -154,18 +170,23 @@ def _effects(documents: Iterable[Mapping[str, Any]], request: Request) -> set[st
     return {s["Effect"] for d in documents for s in _statements(d) if _applies(s, request)}
 
 
+def refused_by(request: Request, resource_policy: Mapping[str, Any]) -> list[str]:
+    """The Sids of the resource policy's Deny statements that apply to the request (each alone refuses it)."""
+    return [statement.get("Sid", "") for statement in _statements(resource_policy)
+            if statement["Effect"] == "Deny" and _principal_match(statement, request.principal) is not None
+            and _applies(statement, request)]
+
+
 def allowed(request: Request, resource_policy: Mapping[str, Any] | None = None, kms: bool = False) -> bool:
     """Whether AWS allows the request (same-account principal; no SCPs, boundaries or session policies)."""
     identity = _effects(request.principal.policies, request)
     granted: set[str] = set()  # how the resource policy allows: "direct" or through "account"
     if resource_policy is not None:
-        for statement in _statements(resource_policy):
-            how = _principal_match(statement, request.principal)
-            if how is None or not _applies(statement, request):
-                continue
-            if statement["Effect"] == "Deny":
-                return False
-            granted.add(how)
+        if refused_by(request, resource_policy):
+            return False
+        granted = {how for statement in _statements(resource_policy) if statement["Effect"] == "Allow"
+                   and (how := _principal_match(statement, request.principal)) is not None
+                   and _applies(statement, request)}
     if "Deny" in identity:
         return False
     if kms:
@@ -192,6 +213,12 @@ class StackAccess:
         self.key_policies = {k.state["arn"]: json.loads(k.inputs["policy"]) for k in run.of_type(KEY)}
         self.secrets = {p.inputs["name"]: Secret(p.inputs["name"], p.state["arn"], p.inputs.get("keyId"))
                         for p in run.of_type(PARAMETER)}
+        (bucket,) = run.of_type(BUCKET)
+        self.bucket_arn = bucket.state["arn"]
+        self.bucket_policy = json.loads(run.of_type(BUCKET_POLICY)[0].inputs["policy"])
+        (rule,) = run.of_type(ENCRYPTION)[0].inputs["rules"]
+        self.bucket_key_arn = rule["applyServerSideEncryptionByDefault"].get("kmsMasterKeyId")
+        self.bucket_key_enabled = bool(rule.get("bucketKeyEnabled"))
 
     def role(self, name: str) -> Principal:
         role = self.run.named(name, ROLE)
@@ -242,3 +269,39 @@ class StackAccess:
         """The secrets (by name) this principal can both read and decrypt."""
         return sorted(name for name, secret in self.secrets.items()
                       if (names is None or name in names) and self.can_read_and_decrypt(principal, secret))
+
+    # --- objects in the backup bucket, as S3 and KMS decide each step -----------------------------------------
+
+    def s3_context(self, key: str) -> str:
+        """The encryption context's aws:s3:arn that S3 sends KMS: the bucket's ARN with an S3 Bucket Key, the
+        object's without (S3 user guide, configuring-bucket-key)."""
+        return self.bucket_arn if self.bucket_key_enabled else f"{self.bucket_arn}/{key}"
+
+    def can_use_key_through_s3(self, principal: Principal, action: str, context_arn: str,
+                               key_policy: Mapping[str, Any] | None = None) -> bool:
+        """A KMS call as S3 makes it on the caller's behalf for an object of a bucket whose ARN (or the object's)
+        is `context_arn`."""
+        context = {"kms:ViaService": f"s3.{self.region}.amazonaws.com", "kms:CallerAccount": principal.account,
+                   "kms:EncryptionContext:aws:s3:arn": context_arn}
+        policy = key_policy if key_policy is not None else self.key_policies[self.bucket_key_arn]
+        return allowed(Request(principal, action, self.bucket_key_arn, context), policy, kms=True)
+
+    def can_do_steps(self, principal: Principal, key: str, steps: Sequence[tuple[str, Mapping[str, str], str]],
+                     headers: Mapping[str, str] | None = None, key_policy: Mapping[str, Any] | None = None) -> bool:
+        """Every step allowed by S3 (identity and bucket policy, over TLS) and by KMS through S3; `headers` travel
+        with the first step only (a multipart upload's encryption headers go with CreateMultipartUpload)."""
+        resource = f"{self.bucket_arn}/{key}"
+        return all(
+            allowed(Request(principal, action, resource,
+                            {"aws:SecureTransport": "true", **context, **((headers or {}) if index == 0 else {})}),
+                    self.bucket_policy)
+            and self.can_use_key_through_s3(principal, kms_action, self.s3_context(key), key_policy)
+            for index, (action, context, kms_action) in enumerate(steps))
+
+    def can_upload(self, principal: Principal, key: str, headers: Mapping[str, str] | None = None,
+                   key_policy: Mapping[str, Any] | None = None) -> bool:
+        """A new object in parts, as etcd-backup uploads a snapshot; `headers` are the upload's SSE condition keys."""
+        return self.can_do_steps(principal, key, UPLOAD_STEPS, headers, key_policy)
+
+    def can_download(self, principal: Principal, key: str, key_policy: Mapping[str, Any] | None = None) -> bool:
+        return self.can_do_steps(principal, key, READ_STEPS, key_policy=key_policy)

@@ -1,6 +1,7 @@
 """The backup bucket as the program registers it: nobody can replace or remove a snapshot within the
 retention, only the members and the break-glass role read them, and destroy keeps them by default.
-The bucket policy is evaluated as IAM would evaluate it, request by request."""
+The bucket policy is evaluated as IAM would evaluate it, request by request (tests/cloud/effective_access.py);
+encryption under the stack's key is in test_backup_encryption.py."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 from etcd_stack.cloud.backup import bucket_policy, log_retention_days
 from etcd_stack.config import ConfigError
 from etcd_stack.preview import offline
-from tests.cloud.policy_evaluation import Request, allowed_by, denied_by
+from tests.cloud.effective_access import Principal, Request, allowed, refused_by
 
 BREAK_GLASS = "arn:aws:iam::123456789012:role/etcd-break-glass"
 ADMIN = "arn:aws:iam::123456789012:role/Administrator"
 BUCKET = "aws:s3/bucket:Bucket"
+# aws:SecureTransport, which AWS sets on every request: true unless a test says otherwise.
+TLS = {"aws:SecureTransport": "true"}
 
 
 def run(**settings: str) -> offline.OfflineRun:
@@ -48,8 +51,10 @@ def member_role_arns(stack) -> list[str]:
 
 
 def refusals(stack, principal: str, action: str, key: str, **context: str) -> list[str]:
-    document = only(stack, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"]
-    return denied_by(document, Request(principal, action, f"{bucket_arn(stack)}/{key}", context))
+    """The bucket policy's statements that refuse the request."""
+    document = json.loads(only(stack, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    return refused_by(Request(Principal.of(principal), action, f"{bucket_arn(stack)}/{key}", {**TLS, **context}),
+                      document)
 
 
 SNAPSHOT = "etcd/20261121T103950Z-etcd-1.db"
@@ -99,10 +104,11 @@ def test_only_the_break_glass_role_removes_a_snapshot_or_shortens_its_retention(
 
 
 def test_without_a_break_glass_role_nobody_removes_a_snapshot():
-    document = bucket_policy("arn:aws:s3:::b", "etcd", ["arn:aws:iam::123456789012:role/m"], None)
+    document = json.loads(bucket_policy("arn:aws:s3:::b", "etcd", ["arn:aws:iam::123456789012:role/m"], None,
+                                        "arn:aws:kms:eu-west-2:123456789012:key/k"))
     for principal in ("arn:aws:iam::123456789012:role/m", ADMIN, BREAK_GLASS):
-        request = Request(principal, "s3:DeleteObjectVersion", "arn:aws:s3:::b/etcd/x.db")
-        assert denied_by(document, request) == ["RefuseRemoval"]
+        request = Request(Principal.of(principal), "s3:DeleteObjectVersion", "arn:aws:s3:::b/etcd/x.db", TLS)
+        assert refused_by(request, document) == ["RefuseRemoval"]
 
 
 def test_only_members_and_the_break_glass_role_read_snapshots(governed):
@@ -116,9 +122,8 @@ def test_only_members_and_the_break_glass_role_read_snapshots(governed):
 
 def test_plain_http_is_refused(governed):
     member = member_role_arns(governed)[0]
-    document = only(governed, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"]
-    request = Request(member, "s3:GetObject", f"{bucket_arn(governed)}/{SNAPSHOT}", {"aws:SecureTransport": "false"})
-    assert "RefusePlainHttp" in denied_by(document, request)
+    assert "RefusePlainHttp" in refusals(governed, member, "s3:GetObject", SNAPSHOT, **{"aws:SecureTransport": "false"})
+    assert refusals(governed, member, "s3:GetObject", SNAPSHOT) == []
 
 
 def test_replaced_snapshots_stay_recoverable_for_a_whole_retention(governed):
@@ -129,25 +134,19 @@ def test_replaced_snapshots_stay_recoverable_for_a_whole_retention(governed):
     assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
 
 
-@pytest.mark.parametrize(("action", "key", "allowed"), [
+@pytest.mark.parametrize(("action", "key", "expected"), [
     ("s3:PutObject", SNAPSHOT, True), ("s3:AbortMultipartUpload", SNAPSHOT, True), ("s3:GetObject", SNAPSHOT, True),
     ("s3:PutObject", "etcd-evil/x.db", False), ("s3:PutObject", "stack-created", False),
     ("s3:DeleteObject", SNAPSHOT, False), ("s3:DeleteObjectVersion", SNAPSHOT, False),
     ("s3:PutObjectRetention", SNAPSHOT, False), ("s3:BypassGovernanceRetention", SNAPSHOT, False),
 ])
-def test_members_write_and_read_only_under_the_cluster_prefix_and_never_delete(governed, action, key, allowed):
+def test_members_write_and_read_only_under_the_cluster_prefix_and_never_delete(governed, action, key, expected):
     for index in range(3):
         role = governed.named(f"etcd-access-{index}", "aws:iam/role:Role")
         grant = governed.named(f"etcd-backup-write-{index}", "aws:iam/rolePolicy:RolePolicy")
         assert grant.inputs["role"] == role.id
-        request = Request(role.state["arn"], action, f"{bucket_arn(governed)}/{key}")
-        assert allowed_by(grant.inputs["policy"], request) is allowed
-
-
-def test_encryption_is_sse_s3_until_the_stack_passes_a_kms_key(governed):
-    encryption = only(governed, "aws:s3/bucketServerSideEncryptionConfiguration:"
-                                "BucketServerSideEncryptionConfiguration").inputs["rules"][0]
-    assert encryption["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+        member = Principal.of(role.state["arn"], json.loads(grant.inputs["policy"]))
+        assert allowed(Request(member, action, f"{bucket_arn(governed)}/{key}", TLS)) is expected
 
 
 def test_the_bucket_is_private_and_owner_enforced(governed):

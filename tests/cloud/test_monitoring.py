@@ -11,7 +11,7 @@ import pytest
 from etcd_stack.cloud.alarms import ETCD_ALARMS, backup_window
 from etcd_stack.member.metrics import METRIC_NAMES
 from etcd_stack.preview import offline
-from tests.cloud.policy_evaluation import Request, allowed_by
+from tests.cloud.effective_access import Principal, Request, allowed
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "arn:aws:sns:eu-west-2:123456789012:etcd-alarms"
@@ -102,16 +102,17 @@ def test_a_daily_backup_alarms_only_after_two_days(tmp_path):
     assert (inputs["period"], inputs["evaluationPeriods"], inputs["datapointsToAlarm"]) == (3600, 48, 48)
 
 
-@pytest.mark.parametrize(("namespace", "allowed"), [
+@pytest.mark.parametrize(("namespace", "expected"), [
     ("etcd-aws/test/etcd", True), ("etcd-aws/prod/etcd", False), ("etcd-aws", False), ("AWS/Events", False),
 ])
-def test_members_publish_only_into_their_stacks_namespace_and_not_the_backup_metric(stack, namespace, allowed):
+def test_members_publish_only_into_their_stacks_namespace_and_not_the_backup_metric(stack, namespace, expected):
     for index in range(3):
         role = stack.named(f"etcd-access-{index}", "aws:iam/role:Role")
         grant = stack.named(f"etcd-alarms-publish-{index}", "aws:iam/rolePolicy:RolePolicy")
         assert grant.inputs["role"] == role.id
-        request = Request(role.state["arn"], "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": namespace})
-        assert allowed_by(grant.inputs["policy"], request) is allowed
+        member = Principal.of(role.state["arn"], json.loads(grant.inputs["policy"]))
+        request = Request(member, "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": namespace})
+        assert allowed(request) is expected
     assert alarm(stack, "backup-age")["namespace"] == "AWS/Events"
 
 

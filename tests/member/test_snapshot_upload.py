@@ -1,7 +1,8 @@
 """The backup and restore scripts against a local S3 (moto's server on 127.0.0.1), driven by the AWS
 CLI's s3api commands (generated from the same service model as the CLI v2 on the instances): snapshots
-go up in parts, never replace an existing key, carry their SHA-256, and restore refuses one that does
-not match it. etcd's tools are stubs here; the sandbox tests run the real ones."""
+go up in parts into a bucket encrypted by default with a KMS key (as the stack's is, with a Bucket Key),
+never replace an existing key, carry their SHA-256, and restore refuses one that does not match it.
+etcd's tools are stubs here; the sandbox tests run the real ones."""
 
 from __future__ import annotations
 
@@ -72,11 +73,21 @@ class Member:
                               env=self.env, timeout=120, check=False)
 
 
+@pytest.fixture(scope="module")
+def key_arn(aws_endpoint) -> str:
+    kms = boto3.client("kms", endpoint_url=aws_endpoint, region_name=REGION, **CREDENTIALS)
+    return kms.create_key(Description="the stack's key")["KeyMetadata"]["Arn"]
+
+
 @pytest.fixture
-def s3(aws_endpoint):
+def s3(aws_endpoint, key_arn):
     client = boto3.client("s3", endpoint_url=aws_endpoint, region_name=REGION, **CREDENTIALS)
     client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    # The bucket's default encryption, as the stack sets it: the upload sends no encryption header of its own.
+    client.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={"Rules": [{
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+        "BucketKeyEnabled": True}]})
     yield client
     for version in client.list_object_versions(Bucket=BUCKET).get("Versions", []):
         client.delete_object(Bucket=BUCKET, Key=version["Key"], VersionId=version["VersionId"])
@@ -88,10 +99,11 @@ def member(tmp_path, aws_endpoint) -> Member:
     return Member(tmp_path, aws_endpoint)
 
 
-def test_a_snapshot_goes_up_in_parts_with_its_sha256(member, s3):
+def test_a_snapshot_goes_up_in_parts_with_its_sha256_under_the_buckets_key(member, s3, key_arn):
     result = member.run("etcd-backup")
     assert result.returncode == 0, result.stderr
     head = s3.head_object(Bucket=BUCKET, Key=KEY)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"], head["BucketKeyEnabled"]) == ("aws:kms", key_arn, True)
     body = s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read()
     assert len(body) == SNAPSHOT_BYTES
     assert head["Metadata"] == {"sha256": hashlib.sha256(body).hexdigest()}
