@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from etcd_stack.ops.transport import BadInput, OperationError, Result, Transport, call, run_script
+from etcd_stack.ops.transport import BadInput, MemberHealth, OperationError, Result, Transport, call, run_script
 from etcd_stack.sandbox import local
 from etcd_stack.sandbox.cluster import (
     Sandbox,
@@ -290,11 +290,17 @@ def alarms(transport: Transport, member: str) -> list[str]:
     return ALARM.findall(run_script(transport, member, "etcd-ctl", "alarm", "list", deadline_s=QUICK_S).stdout)
 
 
+def _healthy_but_full(checked: MemberHealth) -> bool:
+    return checked.healthy or checked.reason == NOSPACE_HEALTH
+
+
 def recover_space(transport: Transport, report: Report, force: bool = False) -> None:
     """etcd's way out of NOSPACE (a member's database reached the quota; the cluster takes only reads and
     deletes): compact the history to the current revision, defragment every member with the script the timer
     runs (followers first, the leader last), disarm the alarm, then prove a write is taken again."""
     require_healthy(transport, force, tolerated=(NOSPACE_HEALTH,))
+    # Forced past an unhealthy member, the check afterwards waits for the others only.
+    serving = [member for member in transport.members() if _healthy_but_full(transport.health(member))]
     head = leader(transport)
     raised = alarms(transport, head)
     others = sorted(set(raised) - {NOSPACE})
@@ -309,7 +315,7 @@ def recover_space(transport: Transport, report: Report, force: bool = False) -> 
     report(f"compacted the history to revision {revision}")
     sizes = _report_defragmented(head, run_script(transport, head, "etcd-defrag", deadline_s=DATA_S), report)
     run_script(transport, head, "etcd-ctl", "alarm", "disarm", deadline_s=QUICK_S)
-    wait_healthy(transport, transport.members())
+    wait_healthy(transport, serving)
     left = alarms(transport, head)
     if left:
         raise OperationError(f"{head}: alarm {' '.join(left)} still raised after the disarm")

@@ -12,9 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import requests
@@ -46,6 +48,7 @@ __all__ = ["make_sandbox"]  # the fixture, shared with test_sandbox
 ETCD_3_4 = Path(sys.executable).parent.parent / "etcd-3.4" / "usr" / "bin" / "etcd"
 # The exact versions the test set-up installs (etcd_stack/sandbox/binaries.py): the newest 3.5, 3.6, 3.7.
 TESTED = {version.rsplit(".", 1)[0]: binaries.directory(version) / "etcd" for version in binaries.tested_versions()}
+T = TypeVar("T")
 # Writes may pause for an election, never longer.
 LONGEST_PAUSE_S = 5 * ELECTION_MS / 1000
 
@@ -359,23 +362,30 @@ def fragment(box: Sandbox) -> None:
         gateway.close()
 
 
-def test_defrag_shrinks_every_database_one_member_at_a_time_under_writes(make_sandbox):
-    box = make_sandbox()
+def under_writes(box: Sandbox, defragment: Callable[[], T]) -> tuple[T, Writer]:
+    """Defragments a fragmented cluster while a writer writes: every database file is smaller afterwards and
+    every acknowledged write reads back."""
     fragment(box)
     before = database_bytes(box)
     with Writer(box) as writer:
         writer.wait_for_writes_after(time.monotonic(), count=20)
-        result = etcd_stack("defrag", "--sandbox", str(box.directory))
+        outcome = defragment()
         writer.wait_for_writes_after(time.monotonic(), count=20)
+    after = database_bytes(box)
+    assert all(after[name] < before[name] for name in before), (before, after)
+    assert set(writer.acknowledged) <= set(stored(box))
+    return outcome, writer
+
+
+def test_defrag_shrinks_every_database_one_member_at_a_time_under_writes(make_sandbox):
+    box = make_sandbox()
+    result, writer = under_writes(box, lambda: etcd_stack("defrag", "--sandbox", str(box.directory)))
     assert result.returncode == 0, result.stderr
     head = leader(box)
     order = [line.split()[0] for line in result.stdout.splitlines() if "bytes, healthy and caught up" in line]
     assert sorted(order) == sorted(m.name for m in box.members) and order[-1] == head
     assert result.stdout.endswith("defragmented 3 members, the leader last\n")
-    after = database_bytes(box)
-    assert all(after[name] < before[name] for name in before), (before, after)
     assert max(writer.retries.values(), default=0) <= 1, writer.retries
-    assert set(writer.acknowledged) <= set(stored(box))
 
 
 def timer_fires(box: Sandbox, members: list) -> dict[str, subprocess.CompletedProcess]:
@@ -411,12 +421,7 @@ STEP = re.compile(r"^etcd-defrag: (etcd-\d+):? (defragmenting|defragmented):? ",
 
 def test_the_timer_on_every_member_at_once_defragments_one_member_at_a_time_under_writes(make_sandbox):
     box = make_sandbox()
-    fragment(box)
-    before = database_bytes(box)
-    with Writer(box) as writer:
-        writer.wait_for_writes_after(time.monotonic(), count=20)
-        fired = timer_fires(box, box.members)
-        writer.wait_for_writes_after(time.monotonic(), count=20)
+    fired, _ = under_writes(box, lambda: timer_fires(box, box.members))
     head = leader(box)
     assert {name: result.returncode for name, result in fired.items()} == {m.name: 0 for m in box.members}, fired
     for name, result in fired.items():
@@ -431,9 +436,6 @@ def test_the_timer_on_every_member_at_once_defragments_one_member_at_a_time_unde
     spans = sorted(span for member in box.members for span in defragmentations(box, member))
     assert len(spans) == len(box.members), spans
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), spans
-    after = database_bytes(box)
-    assert all(after[name] < before[name] for name in before), (before, after)
-    assert set(writer.acknowledged) <= set(stored(box))
 
 
 def test_defrag_refuses_while_a_member_is_down_and_runs_only_on_the_leader(make_sandbox):
