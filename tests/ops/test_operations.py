@@ -489,8 +489,9 @@ def allocated_bytes(box: Sandbox) -> dict[str, int]:
             for m in box.members}
 
 
-def test_a_full_quota_raises_nospace_and_recover_space_takes_writes_again(make_sandbox):
-    box = make_sandbox(quotaBackendBytes=str(QUOTA))
+@pytest.mark.parametrize("version", binaries.tested_versions())
+def test_a_full_quota_raises_nospace_and_recover_space_takes_writes_again(make_sandbox, version):
+    box = make_sandbox(quotaBackendBytes=str(QUOTA), version=version)
     kept = {f"kept/{i}": f"value {i}" for i in range(5)}
     for key, value in kept.items():
         write(box, key, value)
@@ -511,7 +512,8 @@ def test_a_full_quota_raises_nospace_and_recover_space_takes_writes_again(make_s
     with pytest.raises(OperationError, match=r"etcd-ctl put failed: .*mvcc: database space exceeded"):
         run_script(via, head, "etcd-ctl", "put", "refused", "while full", deadline_s=60)
     full, on_disk = counted_by_etcd(via), allocated_bytes(box)
-    assert all(size > QUOTA - 2 * FILL_VALUE for size in full.values()), full
+    # The member that raised the alarm reached the quota; the others are close behind.
+    assert max(full.values()) > QUOTA - 2 * FILL_VALUE and min(full.values()) > QUOTA * 3 // 4, full
     # Negative control: the plain defragmentation refuses a cluster whose /health fails on the alarm.
     refused = etcd_stack("defrag", "--sandbox", str(box.directory))
     assert refused.returncode == 1 and "is unhealthy (503 ALARM NOSPACE)" in refused.stderr, refused.stderr
@@ -530,6 +532,9 @@ def test_a_full_quota_raises_nospace_and_recover_space_takes_writes_again(make_s
     assert operations.alarms(via, head) == []
     write(box, "after/recovery", "taken")
     assert stored(box, "kept/") == kept
-    assert stored(box, "fill/") == last
+    # Every acknowledged value reads back. The put that met the quota may have been applied nonetheless: etcd
+    # applies a put and then reports NOSPACE if the quota is gone (quotaApplierV3.Put), as 3.5 does here.
+    refused_key, refused_value = key, value
+    assert stored(box, "fill/") in (last, {**last, refused_key: refused_value})
     assert stored(box, "after/") == {"after/recovery": "taken"}
     assert stored(box, operations.PROBE_KEY) == {}
