@@ -197,6 +197,12 @@ def test_recover_space_says_when_the_live_data_alone_fills_the_quota(monkeypatch
                    "exceeded)\n")
 
 
+def test_recover_space_passes_on_a_write_refused_for_another_reason_as_it_is():
+    via = Recorded(fail={"etcd-ctl put": ("etcd-1", "Error: context deadline exceeded")})
+    with pytest.raises(OperationError, match=r"^etcd-1: etcd-ctl put failed: Error: context deadline exceeded$"):
+        procedures.recover_space(via, report=lambda _: None)
+
+
 def test_status_shows_each_member_and_one_etcd_counts_without_a_running_instance():
     said = []
     assert procedures.status(Recorded(), report=said.append)
