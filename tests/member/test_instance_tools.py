@@ -81,7 +81,8 @@ def test_systemd_verifies_every_member_unit_without_a_word(rendered_members, sys
         assert f"Description=etcd member {name.split('/')[1]} of cluster etcd" in written_file(user_data, UNIT)
         for path in UNITS:
             units[(path, written_file(user_data, path))] = name
-        for program in ("etcd-backup", "etcd-bootstrap", "etcd-metrics", "etcd-defrag"):  # what the units run must exist
+        # What the units run must exist.
+        for program in ("etcd-backup", "etcd-bootstrap", "etcd-metrics", "etcd-defrag"):
             script = systemd_root / "usr/local/sbin" / program
             script.write_text(written_file(user_data, f"/usr/local/sbin/{program}"))
             script.chmod(0o755)
