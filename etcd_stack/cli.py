@@ -179,6 +179,13 @@ def defrag(args: argparse.Namespace) -> int:
     return 0
 
 
+def recover_space(args: argparse.Namespace) -> int:
+    via = transport(args)
+    operations.recover_space(via, report=print, force=args.force)
+    print(f"space recovered: {len(via.members())} members defragmented, the alarm disarmed, writes taken")
+    return 0
+
+
 def sandbox_roll(args: argparse.Namespace) -> int:
     box = sandbox.Sandbox.load(args.dir.resolve())
     cfg = config.load(read_stack_file(args.project_dir, args.stack), args.stack) if args.stack else None
@@ -314,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     replace_parser.add_argument("--member", required=True, help="e.g. etcd-1")
     changing("refresh-tls", refresh_tls, "each member fetches its key, certificate and CAs again, one at a time")
     changing("defrag", defrag, "defragment every member from the leader, followers first, the leader last")
+    changing("recover-space", recover_space, "after a NOSPACE alarm: compact, defragment every member, disarm, "
+                                             "check that writes are taken")
     return parser
 
 

@@ -134,6 +134,8 @@ class StackConfig:
     backup_break_glass_role_arn: str | None
     backups_on_destroy: BackupsOnDestroy
     operator_key: bool
+    defrag_schedule: str
+    quota_backend_bytes: int | None
 
     def client_sources(self, vpc_cidr: IPNetwork) -> tuple[IPNetwork, ...]:
         """The CIDRs admitted to 2379 beside the listed client groups: the VPC's (the one given, or the one the
@@ -511,6 +513,36 @@ def check_operator_csr(key: str, name: str, pem: Any) -> None:
                                                            "names): the certificate is for a person, not a host")
 
 
+# A systemd OnCalendar= time, in a subset of systemd.time(7): a keyword, or optional weekdays, an optional
+# day of the month and a time of day. Nothing more often than daily: each run blocks each member in turn.
+DEFRAG_SCHEDULE = "Sun *-*-* 03:30:00"
+_DEFRAG_KEYWORDS = ("daily", "weekly", "monthly")
+_WEEKDAY = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_CALENDAR = re.compile(
+    rf"(?:(?P<days>{_WEEKDAY}(?:(?:,|\.\.){_WEEKDAY})*) )?"
+    r"(?:\*-\*-(?P<day>\*|[0-9]{2}(?:\.\.[0-9]{2})?) )?"
+    r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2}))?"
+)
+SCHEDULE_ALLOWED = ("daily, weekly, monthly, or [weekdays] [*-*-DAY] HH:MM[:SS] as systemd's OnCalendar= reads it, "
+                    "at most once a day, e.g. 'Sun *-*-* 03:30:00' or 'Mon..Fri 02:15'")
+
+
+def _calendar(key: str, text: str) -> str:
+    if text in _DEFRAG_KEYWORDS:
+        return text
+    match = _CALENDAR.fullmatch(text)
+    days = match and [int(day) for day in re.findall(r"[0-9]+", match["day"] or "")]
+    if (not match or int(match["hour"]) > 23 or int(match["minute"]) > 59 or int(match["second"] or 0) > 59
+            or not all(1 <= day <= 31 for day in days) or days != sorted(days)):
+        raise ConfigError(key, text, SCHEDULE_ALLOWED)
+    return text
+
+
+# Below 16 MiB a member's own bookkeeping would fill it; above 8 GiB etcd warns that it exceeds the
+# recommended maximum (server/storage/quota.go, MaxQuotaBytes).
+QUOTA_BYTES = (16 * 1024**2, 8 * 1024**3)
+
+
 # --- the key table: the one list of what `etcd:` accepts -----------------------------------
 
 @dataclass(frozen=True)
@@ -594,6 +626,11 @@ KEYS: tuple[Key, ...] = (
     Key("operatorKey", "operator_key", _boolean, "true",
         "Issue a shared operator key and certificate (secret outputs); `false` keeps every client key out of "
         "the stack (people bring `etcd:operatorCsrs`)"),
+    Key("defragSchedule", "defrag_schedule", _calendar, DEFRAG_SCHEDULE,
+        "When each member's defragmentation timer fires (systemd OnCalendar, up to 1 h later at random); only the "
+        "leader acts, one member at a time"),
+    Key("quotaBackendBytes", "quota_backend_bytes", _integer(*QUOTA_BYTES), None,
+        "etcd's space quota in bytes (NOSPACE beyond it); else 8 GiB or half the data volume, whichever is less"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -665,6 +702,12 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
                 "etcd:sshAllowedCidrs", str(cidr),
                 f"addresses outside the VPC's {c.vpc_cidr} (the bastion is reached from outside it)",
             )
+    half_volume = c.data_volume_size * 1024**3 // 2
+    if c.quota_backend_bytes is not None and c.quota_backend_bytes > half_volume:
+        raise ConfigError(
+            "etcd:quotaBackendBytes", str(c.quota_backend_bytes),
+            f"at most half of etcd:dataVolumeSize ({half_volume} bytes): a defragmentation writes a second copy",
+        )
     _check_existing_vpc(c, explicit)
     if c.bastion:
         if not c.ssh_allowed_cidrs:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import subprocess
 
 import pytest
 from cryptography import x509
@@ -289,6 +291,14 @@ BAD = {
                                     "etcd:memberIps", "one address per member (3)"),
     "key generation zero": ({"keyGeneration": 0}, "etcd:keyGeneration", "from 1 to 1000"),
     "key generation word": ({"keyGeneration": "next"}, "etcd:keyGeneration", "whole number"),
+    "defrag hourly": ({"defragSchedule": "hourly"}, "etcd:defragSchedule", "at most once a day"),
+    "defrag hour 25": ({"defragSchedule": "Sun 25:00"}, "etcd:defragSchedule", "[weekdays] [*-*-DAY] HH:MM[:SS]"),
+    "defrag unit injection": ({"defragSchedule": "Sun 03:00\nExecStartPre=/bin/sh"}, "etcd:defragSchedule",
+                              "systemd's OnCalendar="),
+    "quota tiny": ({"quotaBackendBytes": 1024}, "etcd:quotaBackendBytes", "from 16777216 to 8589934592"),
+    "quota words": ({"quotaBackendBytes": "2GiB"}, "etcd:quotaBackendBytes", "whole number"),
+    "quota over half the volume": ({"dataVolumeSize": 8, "quotaBackendBytes": 8 * 1024**3}, "etcd:quotaBackendBytes",
+                                   "at most half of etcd:dataVolumeSize (4294967296 bytes)"),
 }
 
 
@@ -465,3 +475,45 @@ def test_what_the_ec2_api_says_about_the_subnets_is_checked_naming_the_key(raw_c
     with pytest.raises(ConfigError) as caught:
         config.check_existing_network(existing(raw_config, memberIps=ips or None), (True, True), subnets)
     assert caught.value.key == key and allowed in str(caught.value)
+
+
+# --- etcd:defragSchedule against its consumer, systemd's calendar parser ------------------------
+
+SCHEDULES_TAKEN = [config.DEFRAG_SCHEDULE, "weekly", "daily", "monthly", "Mon..Fri 02:15", "Sat,Sun 23:59:59",
+                   "*-*-01 04:00", "Sun *-*-01..07 03:00"]
+# Refused here and by systemd alike.
+SCHEDULES_NOBODY_TAKES = ["Sun 25:00", "Funday 03:00", "03:60", "Sun 03:00:61", "*-*-32 03:00", "*-*-31..01 03:00",
+                          "Sun 03:00\n", ""]
+# systemd would run these; refused here because each run blocks every member in turn: at most once a day.
+SCHEDULES_TOO_OFTEN = ["hourly", "minutely", "*:0/5", "*-*-* *:30:00"]
+
+
+def systemd_calendar(text: str) -> bool:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: `make test` installs it"
+    return subprocess.run([analyze, "calendar", text], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("text", SCHEDULES_TAKEN)
+def test_schedules_config_takes_are_ones_systemd_takes(raw_config, text):
+    assert load(raw_config(defragSchedule=text)).defrag_schedule == text
+    assert systemd_calendar(text)
+
+
+@pytest.mark.parametrize("text", SCHEDULES_NOBODY_TAKES)
+def test_schedules_systemd_refuses_config_refuses_first(raw_config, text):
+    assert not systemd_calendar(text)
+    with pytest.raises(ConfigError, match=r"^etcd:defragSchedule: .* is not allowed: daily, weekly, monthly"):
+        load(raw_config(defragSchedule=text))
+
+
+@pytest.mark.parametrize("text", SCHEDULES_TOO_OFTEN)
+def test_schedules_more_often_than_daily_are_refused_though_systemd_takes_them(raw_config, text):
+    assert systemd_calendar(text)
+    with pytest.raises(ConfigError, match="at most once a day"):
+        load(raw_config(defragSchedule=text))
+
+
+def test_the_quota_is_unset_by_default_and_kept_when_set(raw_config):
+    assert load(raw_config()).quota_backend_bytes is None
+    assert load(raw_config(quotaBackendBytes=32 * 1024**2)).quota_backend_bytes == 32 * 1024**2

@@ -107,6 +107,11 @@ CATALOGUE = {
                                        "etcd:backupBreakGlassRoleArn"),
     "deleting locked backups on destroy": ({"etcd:backupLock": "compliance", "etcd:backupsOnDestroy": "delete"},
                                            "etcd:backupsOnDestroy"),
+    "a defrag schedule carrying a unit line": ({"etcd:defragSchedule": "weekly\nExecStartPre=/bin/sh -c id"},
+                                               "etcd:defragSchedule"),
+    "defragmenting every five minutes": ({"etcd:defragSchedule": "*:0/5"}, "etcd:defragSchedule"),
+    "a quota larger than half the volume": ({"etcd:dataVolumeSize": 8, "etcd:quotaBackendBytes": 8 * 1024**3},
+                                            "etcd:quotaBackendBytes"),
 }
 
 

@@ -20,7 +20,7 @@ import jinja2
 import yaml
 
 from etcd_stack.addressing import MemberPlan
-from etcd_stack.config import Bootstrap, EtcdVersion
+from etcd_stack.config import DEFRAG_SCHEDULE, Bootstrap, EtcdVersion
 from etcd_stack.member.certificates import PEER_NAME
 from etcd_stack.member.metrics import MEMBER_DIMENSION, METRICS
 from etcd_stack.releases import download_url
@@ -107,6 +107,8 @@ class ClusterSettings:
     backup: BackupSettings | None = None
     discovery_url: str | None = None
     metrics: MetricsSettings | None = None
+    # When the members' defragmentation timers fire (etcd:defragSchedule).
+    defrag_schedule: str = DEFRAG_SCHEDULE
 
     def initial_cluster(self) -> str:
         return ",".join(f"{m.name}={_urls('https', [m.dns_name], PEER_PORT)}" for m in self.members)
@@ -133,9 +135,10 @@ class BootstrapSettings:
         return self.urls.get(arch) or download_url(str(version), arch)
 
 
-def quota_backend_bytes(volume_gib: int) -> int:
-    """etcd's recommended ceiling of 8 GiB, but never more than half the data volume."""
-    return min(8 * GIB, volume_gib * GIB // 2)
+def quota_backend_bytes(volume_gib: int, configured: int | None = None) -> int:
+    """etcd:quotaBackendBytes when set, else etcd's recommended ceiling of 8 GiB but never more than half the
+    data volume."""
+    return configured or min(8 * GIB, volume_gib * GIB // 2)
 
 
 def _urls(scheme: str, hosts: Sequence[str], port: int) -> str:
@@ -347,6 +350,8 @@ def snapshots_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths)
 
 def defrag_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     return render_template("etcd-defrag.sh.j2", **_member_values(cluster, member, paths))
+
+
 def metrics_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths) -> str:
     values = _member_values(cluster, member, paths)
     if cluster.metrics is None:
@@ -387,6 +392,14 @@ def backup_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
     timer = render_template("etcd-backup.timer.j2", cluster_name=cluster.name,
                             interval_minutes=cluster.backup.interval_minutes)
     return service, timer
+
+
+def defrag_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
+    """The service that runs the defragmentation script, and the timer that runs it on etcd:defragSchedule."""
+    service = render_template("etcd-defrag.service.j2", cluster_name=cluster.name, script=paths.script("etcd-defrag"),
+                              metadata_addresses=METADATA_ADDRESSES)
+    return service, render_template("etcd-defrag.timer.j2", cluster_name=cluster.name,
+                                    schedule=cluster.defrag_schedule)
 
 
 # How often a member looks for a grown data volume: EBS grows in minutes, and growing xfs is a no-op otherwise.
@@ -436,6 +449,7 @@ def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boo
     backup_service, backup_timer = backup_units(cluster, paths)
     grow_service, grow_timer = grow_units(cluster, paths)
     metrics_service, metrics_timer = metrics_units(cluster, paths)
+    defrag_service, defrag_timer = defrag_units(cluster, paths)
     return [
         *configuration_files(cluster, member, paths),
         WrittenFile(paths.ca_file, ca_cert_pem),
@@ -446,6 +460,8 @@ def member_files(cluster: ClusterSettings, member: MemberPlan, paths: Paths, boo
         WrittenFile(paths.unit("etcd-grow.timer"), grow_timer),
         WrittenFile(paths.unit("etcd-metrics.service"), metrics_service),
         WrittenFile(paths.unit("etcd-metrics.timer"), metrics_timer),
+        WrittenFile(paths.unit("etcd-defrag.service"), defrag_service),
+        WrittenFile(paths.unit("etcd-defrag.timer"), defrag_timer),
         WrittenFile(paths.bootstrap_script, bootstrap_script(cluster, member, paths, boot), permissions="0755"),
         *day2_scripts(cluster, member, paths),
         WrittenFile(paths.script("etcd-metrics"), metrics_script(cluster, member, paths), permissions="0755"),

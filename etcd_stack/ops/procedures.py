@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from etcd_stack.ops.transport import BadInput, OperationError, Result, Transport, call, run_script
+from etcd_stack.ops.transport import BadInput, MemberHealth, OperationError, Result, Transport, call, run_script
 from etcd_stack.sandbox import local
 from etcd_stack.sandbox.cluster import (
     Sandbox,
@@ -42,6 +42,7 @@ class MemberStatus:
     version: str | None = None
     # The alarms and errors the member reports about itself (NOSPACE, CORRUPT).
     alarms: tuple[str, ...] = ()
+    revision: int | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -70,20 +71,22 @@ def member_status(transport: Transport, member: str) -> MemberStatus:
     return MemberStatus(member, verdict, checked.healthy, status["header"]["member_id"], status.get("leader"),
                         status.get("raftTerm"), status.get("raftIndex"), status.get("dbSize"),
                         bool(status.get("isLearner")), status.get("version"),
-                        tuple(str(error) for error in status.get("errors") or ()))
+                        tuple(str(error) for error in status.get("errors") or ()), status["header"].get("revision"))
 
 
 def cluster_status(transport: Transport) -> list[MemberStatus]:
     return [member_status(transport, member) for member in transport.members()]
 
 
-def require_healthy(transport: Transport, force: bool, members: list[str] | None = None) -> None:
-    """Refuses before anything changes while a member is unhealthy, unless forced."""
+def require_healthy(transport: Transport, force: bool, members: list[str] | None = None,
+                    tolerated: tuple[str, ...] = ()) -> None:
+    """Refuses before anything changes while a member is unhealthy (for a reason other than those
+    tolerated, as /health words them), unless forced."""
     if force:
         return
     for member in members if members is not None else transport.members():
         checked = transport.health(member)
-        if not checked.healthy:
+        if not checked.healthy and checked.reason not in tolerated:
             raise OperationError(f"{member} is unhealthy ({checked.status_code or '-'} "
                                  f"{checked.reason or 'unhealthy'}): nothing was changed; --force goes on anyway")
 
@@ -259,11 +262,77 @@ def defrag(transport: Transport, report: Report, force: bool = False) -> None:
     """The leader's etcd-defrag: each member in turn, followers first, the leader last, the cluster healthy
     and caught up between steps."""
     head, result = _on_the_leader(transport, "etcd-defrag", force)
+    _report_defragmented(head, result, report)
+
+
+def _report_defragmented(head: str, result: Result, report: Report) -> list[tuple[str, int]]:
+    """Each member etcd-defrag reports done, with its database size afterwards."""
     done = DEFRAGMENTED.findall(result.stderr)
     if not done:
         raise OperationError(f"{head}: etcd-defrag defragmented nothing: {_last_line(result.stderr)}")
     for member, before, after in done:
         report(f"  {member}  {before} -> {after} bytes, healthy and caught up")
+    return [(member, int(after)) for member, _, after in done]
+
+
+# --- space: etcd's NOSPACE alarm --------------------------------------------------------------------
+
+NOSPACE = "NOSPACE"
+# How /health words a member whose only fault is the NOSPACE alarm (etcd 3.5 and later).
+NOSPACE_HEALTH = "ALARM NOSPACE"
+ALARM = re.compile(r"alarm:(\w+)")
+# etcd's answer to a write while the quota is full (api/v3rpc/rpctypes/error.go, ErrGRPCNoSpace).
+SPACE_EXCEEDED = "mvcc: database space exceeded"
+# Written and deleted again to prove the cluster takes writes; a name no application uses.
+PROBE_KEY = "etcd-stack/recover-space"
+
+
+def alarms(transport: Transport, member: str) -> list[str]:
+    """The cluster's raised alarms (NOSPACE, CORRUPT), one per member that raised it, as the member lists them."""
+    return ALARM.findall(run_script(transport, member, "etcd-ctl", "alarm", "list", deadline_s=QUICK_S).stdout)
+
+
+def _healthy_but_full(checked: MemberHealth) -> bool:
+    return checked.healthy or checked.reason == NOSPACE_HEALTH
+
+
+def recover_space(transport: Transport, report: Report, force: bool = False) -> None:
+    """etcd's way out of NOSPACE (a member's database reached the quota; the cluster takes only reads and
+    deletes): compact the history to the current revision, defragment every member with the script the timer
+    runs (followers first, the leader last), disarm the alarm, then prove a write is taken again."""
+    require_healthy(transport, force, tolerated=(NOSPACE_HEALTH,))
+    # Forced past an unhealthy member, the check afterwards waits for the others only.
+    serving = [member for member in transport.members() if _healthy_but_full(transport.health(member))]
+    head = leader(transport)
+    raised = alarms(transport, head)
+    others = sorted(set(raised) - {NOSPACE})
+    if others:
+        raise OperationError(f"{head}: alarm {', '.join(others)} raised: not a question of space, nothing was "
+                             "changed")
+    report(f"alarms: {' '.join(raised) or 'none'}")
+    revision = member_status(transport, head).revision
+    if revision is None:
+        raise OperationError(f"{head}: reports no revision to compact to")
+    run_script(transport, head, "etcd-ctl", "compact", str(revision), "--physical", deadline_s=DATA_S)
+    report(f"compacted the history to revision {revision}")
+    sizes = _report_defragmented(head, run_script(transport, head, "etcd-defrag", deadline_s=DATA_S), report)
+    run_script(transport, head, "etcd-ctl", "alarm", "disarm", deadline_s=QUICK_S)
+    wait_healthy(transport, serving)
+    left = alarms(transport, head)
+    if left:
+        raise OperationError(f"{head}: alarm {' '.join(left)} still raised after the disarm")
+    try:
+        run_script(transport, head, "etcd-ctl", "put", PROBE_KEY, f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}",
+                   deadline_s=QUICK_S)
+    except OperationError as refused:
+        if SPACE_EXCEEDED not in str(refused):
+            raise
+        largest = max(size for _, size in sizes)
+        raise OperationError(f"writes still refused with databases of up to {largest} bytes after compaction and "
+                             f"defragmentation: the live data alone fills the quota; delete keys or raise "
+                             f"etcd:quotaBackendBytes ({refused})") from None
+    run_script(transport, head, "etcd-ctl", "del", PROBE_KEY, deadline_s=QUICK_S)
+    report("alarms: none; a write was taken again")
 
 
 # --- a sandbox's stand-ins for what `pulumi up` changes on AWS -------------------------------------

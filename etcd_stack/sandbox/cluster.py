@@ -338,7 +338,8 @@ def create(directory: Path, stack: str, cfg: StackConfig, binary: Path, bootstra
     sandbox = Sandbox(
         directory, stack, str(binary), str(version), bootstrap.value, list(members),
         cluster_name=cfg.cluster_name, token=new_token(cfg.cluster_name), heartbeat_ms=cfg.heartbeat_ms,
-        election_ms=cfg.election_ms, quota_backend_bytes=rendering.quota_backend_bytes(cfg.data_volume_size),
+        election_ms=cfg.election_ms,
+        quota_backend_bytes=rendering.quota_backend_bytes(cfg.data_volume_size, cfg.quota_backend_bytes),
         backup_interval_minutes=cfg.backup_interval_minutes, discovery_url=discovery_url,
     )
     for member in members:

@@ -185,9 +185,10 @@ def test_a_first_boot_installs_fetches_formats_mounts_and_starts(instance):
     assert host.calls("xfs_growfs") == [f"xfs_growfs -d {paths.data_mount}"]
     assert host.calls("systemctl") == ["systemctl daemon-reload",
                                        "systemctl enable etcd.service etcd-backup.timer etcd-grow.timer "
-                                       "etcd-metrics.timer",
+                                       "etcd-metrics.timer etcd-defrag.timer",
                                        "systemctl start --no-block etcd.service",
-                                       "systemctl start etcd-backup.timer etcd-grow.timer etcd-metrics.timer"]
+                                       "systemctl start etcd-backup.timer etcd-grow.timer etcd-metrics.timer "
+                                       "etcd-defrag.timer"]
     assert host.calls("etcd-join") == ["etcd-join prepare", "etcd-join promote"]
     calls = host.log.read_text().splitlines()
     # The member rejoins (if its data was lost) before etcd starts, and is promoted after.

@@ -15,7 +15,8 @@ from tests.conftest import written_file
 UNIT = "/etc/systemd/system/etcd.service"
 UNITS = [UNIT, "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
          "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer",
-         "/etc/systemd/system/etcd-metrics.service", "/etc/systemd/system/etcd-metrics.timer"]
+         "/etc/systemd/system/etcd-metrics.service", "/etc/systemd/system/etcd-metrics.timer",
+         "/etc/systemd/system/etcd-defrag.service", "/etc/systemd/system/etcd-defrag.timer"]
 SCRIPTS = [f"/usr/local/sbin/{name}" for name in ("etcd-bootstrap", "etcd-join", "etcd-backup", "etcd-restore",
                                                    "etcd-ctl", "etcd-snapshots", "etcd-defrag")]
 
@@ -80,7 +81,8 @@ def test_systemd_verifies_every_member_unit_without_a_word(rendered_members, sys
         assert f"Description=etcd member {name.split('/')[1]} of cluster etcd" in written_file(user_data, UNIT)
         for path in UNITS:
             units[(path, written_file(user_data, path))] = name
-        for program in ("etcd-backup", "etcd-bootstrap", "etcd-metrics"):  # what the units run must exist
+        # What the units run must exist.
+        for program in ("etcd-backup", "etcd-bootstrap", "etcd-metrics", "etcd-defrag"):
             script = systemd_root / "usr/local/sbin" / program
             script.write_text(written_file(user_data, f"/usr/local/sbin/{program}"))
             script.chmod(0o755)
@@ -124,8 +126,9 @@ def test_shellcheck_would_catch_an_unquoted_variable(tmp_path):
     assert result.returncode != 0
 
 
-def test_the_backup_service_never_starts_etcd_and_is_skipped_while_etcd_is_stopped(rendered_members):
-    unit = written_file(rendered_members["static-3.6-amd64/etcd-0"], "/etc/systemd/system/etcd-backup.service")
+@pytest.mark.parametrize("service", ["etcd-backup", "etcd-defrag"])
+def test_the_timers_services_never_start_etcd_and_are_skipped_while_etcd_is_stopped(rendered_members, service):
+    unit = written_file(rendered_members["static-3.6-amd64/etcd-0"], f"/etc/systemd/system/{service}.service")
     lines = unit.splitlines()
     # Nothing that would pull etcd in (and restart a member an operator stopped for a restore).
     pulls = ("Wants=", "Requires=", "BindsTo=", "Upholds=", "PartOf=")

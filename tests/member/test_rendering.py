@@ -30,9 +30,10 @@ BOOT = BootstrapSettings(sha256={"amd64": "a" * 64}, region="eu-west-2", key_par
                          volume_id="vol-0123456789abcdef0")
 
 
-def settings(version=(3, 6, 14), bootstrap=Bootstrap.STATIC, members=MEMBERS, **extra) -> ClusterSettings:
+def settings(version=(3, 6, 14), bootstrap=Bootstrap.STATIC, members=MEMBERS, quota_backend_bytes=8 * GIB,
+             **extra) -> ClusterSettings:
     return ClusterSettings(name="etcd", token="etcd-prod", version=EtcdVersion(*version), bootstrap=bootstrap,
-                           members=members, heartbeat_ms=100, election_ms=1000, quota_backend_bytes=8 * GIB,
+                           members=members, heartbeat_ms=100, election_ms=1000, quota_backend_bytes=quota_backend_bytes,
                            backup=BackupSettings("s3://etcd-backup-1a2b3c/etcd", 60, "eu-west-2"),
                            metrics=MetricsSettings("etcd-aws/prod/etcd"), **extra)
 
@@ -62,6 +63,22 @@ def test_templates_refuse_a_missing_value():
 def test_quota_is_eight_gib_or_half_the_volume():
     assert rendering.quota_backend_bytes(100) == 8 * GIB
     assert rendering.quota_backend_bytes(10) == 5 * GIB
+
+
+@pytest.mark.parametrize("version", [(3, 4, 37), (3, 5, 27), (3, 6, 14), (3, 7, 1)], ids=lambda v: f"{v[0]}.{v[1]}")
+def test_a_configured_quota_reaches_every_lines_configuration(version):
+    quota = rendering.quota_backend_bytes(100, 32 * 1024**2)
+    assert quota == 32 * 1024**2
+    cluster = settings(version=version, quota_backend_bytes=quota)
+    assert rendering.etcd_config(cluster, MEMBERS[0], Paths())["quota-backend-bytes"] == quota
+
+
+def test_the_defrag_timer_fires_on_the_configured_schedule_and_runs_the_shipped_script():
+    service, timer = rendering.defrag_units(settings(defrag_schedule="Mon..Fri 02:15"), Paths())
+    assert "OnCalendar=Mon..Fri 02:15" in timer.splitlines()
+    assert "ExecStart=/usr/local/sbin/etcd-defrag" in service.splitlines()
+    _, default = rendering.defrag_units(settings(), Paths())
+    assert "OnCalendar=Sun *-*-* 03:30:00" in default.splitlines()
 
 
 def test_static_config_lists_every_member_and_discovery_config_none():
@@ -131,6 +148,7 @@ def test_user_data_writes_every_file_and_runs_the_script():
         "/etc/systemd/system/etcd-backup.service", "/etc/systemd/system/etcd-backup.timer",
         "/etc/systemd/system/etcd-grow.service", "/etc/systemd/system/etcd-grow.timer",
         "/etc/systemd/system/etcd-metrics.service", "/etc/systemd/system/etcd-metrics.timer",
+        "/etc/systemd/system/etcd-defrag.service", "/etc/systemd/system/etcd-defrag.timer",
         "/usr/local/sbin/etcd-bootstrap", "/usr/local/sbin/etcd-join", "/usr/local/sbin/etcd-backup",
         "/usr/local/sbin/etcd-restore", "/usr/local/sbin/etcd-ctl", "/usr/local/sbin/etcd-snapshots",
         "/usr/local/sbin/etcd-defrag", "/usr/local/sbin/etcd-metrics"]

@@ -33,7 +33,8 @@ from tests.sandbox.test_real_etcd import BINARIES
 
 UNIT = "/etc/systemd/system/etcd.service"
 BACKUP_UNIT = "/etc/systemd/system/etcd-backup.service"
-# The bound for etcd; the backup unit does less, so it is held to the same bound.
+DEFRAG_UNIT = "/etc/systemd/system/etcd-defrag.service"
+# The bound for etcd; the backup and defragmentation units do less, so they are held to the same bound.
 MOST_EXPOSURE = 4.0
 # Directories ProtectHome=yes hides.
 HIDDEN_HOMES = ("/home", "/root", "/run/user")
@@ -68,7 +69,7 @@ def exposure(tmp_path: Path, name: str, unit: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.parametrize("path", [UNIT, BACKUP_UNIT], ids=["etcd", "backup"])
+@pytest.mark.parametrize("path", [UNIT, BACKUP_UNIT, DEFRAG_UNIT], ids=["etcd", "backup", "defrag"])
 def test_systemd_rates_every_rendered_unit_at_most_4(rendered_members, tmp_path, path):
     scores = {exposure(tmp_path, Path(path).name, unit)
               for unit in {written_file(user_data, path) for user_data in rendered_members.values()}}
@@ -235,3 +236,15 @@ def test_real_etcd_starts_serves_and_stops_within_what_the_unit_allows(unit, lin
     outside = {p for p in written if not Path(p).is_relative_to(paths.data_mount)}
     assert outside == set(), "etcd writes only below its data mount, the one path the unit makes writable"
     assert wx == [], "MemoryDenyWriteExecute=yes holds: no writable executable mapping"
+
+
+def test_the_defrag_service_writes_nothing_and_reaches_no_metadata_service(rendered_members):
+    for name, user_data in rendered_members.items():
+        unit = directives(written_file(user_data, DEFRAG_UNIT))
+        assert unit["ProtectSystem"] == ["strict"], name
+        assert not {"ReadWritePaths", "StateDirectory", "RuntimeDirectory", "LogsDirectory"} & set(unit), name
+        denied = {ipaddress.ip_network(a) for value in unit["IPAddressDeny"] for a in value.split()}
+        assert denied == {ipaddress.ip_network(a) for a in METADATA_ADDRESSES}, name
+        # Its one lock is the data mount opened for reading, which a read-only file system allows.
+        script = written_file(user_data, unit["ExecStart"][0])
+        assert f"readonly LOCK_DIR={rendering.Paths().data_mount}" in script and 'exec 9<"$LOCK_DIR"' in script

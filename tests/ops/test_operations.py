@@ -4,19 +4,28 @@ rotated keys, defragmentation, rolling restarts and a rolling upgrade."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import requests
 
 from etcd_stack.config import Bootstrap
+from etcd_stack.member import rendering
 from etcd_stack.ops import procedures as operations
 from etcd_stack.ops import rolling
+from etcd_stack.ops.transport import OperationError, run_script
 from etcd_stack.sandbox import binaries
 from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox.cluster import Sandbox, SandboxError
@@ -39,6 +48,7 @@ __all__ = ["make_sandbox"]  # the fixture, shared with test_sandbox
 ETCD_3_4 = Path(sys.executable).parent.parent / "etcd-3.4" / "usr" / "bin" / "etcd"
 # The exact versions the test set-up installs (etcd_stack/sandbox/binaries.py): the newest 3.5, 3.6, 3.7.
 TESTED = {version.rsplit(".", 1)[0]: binaries.directory(version) / "etcd" for version in binaries.tested_versions()}
+T = TypeVar("T")
 # Writes may pause for an election, never longer.
 LONGEST_PAUSE_S = 5 * ELECTION_MS / 1000
 
@@ -339,32 +349,93 @@ def database_bytes(box: Sandbox) -> dict[str, int]:
     return {m.name: (Path(box.paths(m).data_dir) / "member" / "snap" / "db").stat().st_size for m in box.members}
 
 
-def test_defrag_shrinks_every_database_one_member_at_a_time_under_writes(make_sandbox):
-    box = make_sandbox()
+def fragment(box: Sandbox) -> None:
+    """Space to reclaim: many revisions of large values, then compacted away."""
     gateway = box.gateway(timeout=10)
     try:
         ip = box.members[0].ip
-        # Space to reclaim: many revisions of large values, then compacted away.
         for round_ in range(4):
             for i in range(40):
                 revision = gateway.put(ip, f"bulk/{i:03d}", f"{round_}" * 20_000)
         gateway.call(ip, "kv/compaction", {"revision": revision, "physical": True})
     finally:
         gateway.close()
+
+
+def under_writes(box: Sandbox, defragment: Callable[[], T]) -> tuple[T, Writer]:
+    """Defragments a fragmented cluster while a writer writes: every database file is smaller afterwards and
+    every acknowledged write reads back."""
+    fragment(box)
     before = database_bytes(box)
     with Writer(box) as writer:
         writer.wait_for_writes_after(time.monotonic(), count=20)
-        result = etcd_stack("defrag", "--sandbox", str(box.directory))
+        outcome = defragment()
         writer.wait_for_writes_after(time.monotonic(), count=20)
+    after = database_bytes(box)
+    assert all(after[name] < before[name] for name in before), (before, after)
+    assert set(writer.acknowledged) <= set(stored(box))
+    return outcome, writer
+
+
+def test_defrag_shrinks_every_database_one_member_at_a_time_under_writes(make_sandbox):
+    box = make_sandbox()
+    result, writer = under_writes(box, lambda: etcd_stack("defrag", "--sandbox", str(box.directory)))
     assert result.returncode == 0, result.stderr
     head = leader(box)
     order = [line.split()[0] for line in result.stdout.splitlines() if "bytes, healthy and caught up" in line]
     assert sorted(order) == sorted(m.name for m in box.members) and order[-1] == head
     assert result.stdout.endswith("defragmented 3 members, the leader last\n")
-    after = database_bytes(box)
-    assert all(after[name] < before[name] for name in before), (before, after)
     assert max(writer.retries.values(), default=0) <= 1, writer.retries
-    assert set(writer.acknowledged) <= set(stored(box))
+
+
+def timer_fires(box: Sandbox, members: list) -> dict[str, subprocess.CompletedProcess]:
+    """What each member's etcd-defrag.timer starts, all at once: the unit's ExecStart, run the way the sandbox
+    runs a member's commands."""
+    via = SandboxTransport(box)
+    commands = {}
+    for member in members:
+        service, _ = rendering.defrag_units(box.settings(), box.paths(member))
+        (command,) = [line.split("=", 1)[1].split() for line in service.splitlines() if line.startswith("ExecStart=")]
+        commands[member.name] = command
+    with ThreadPoolExecutor(len(members)) as pool:
+        running = {name: pool.submit(via.run, name, command, 300) for name, command in commands.items()}
+        return {name: future.result() for name, future in running.items()}
+
+
+def defragmentations(box: Sandbox, member) -> list[tuple[datetime, datetime]]:
+    """When the member's etcd defragmented its database, from start to end, as its own log says."""
+    spans, started = [], None
+    for line in box.log_file(member).read_text().splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        at = entry.get("ts") and datetime.fromisoformat(entry["ts"].replace("Z", "+00:00"))
+        if entry.get("msg") == "defragmenting":
+            started = at
+        elif entry.get("msg") == "finished defragmenting directory":
+            spans.append((started, at))
+    return spans
+
+
+# The leader's etcd-defrag as it goes: "etcd-1: defragmenting (...)", then "etcd-1 defragmented: ...".
+STEP = re.compile(r"^etcd-defrag: (etcd-\d+):? (defragmenting|defragmented):? ", re.MULTILINE)
+
+
+def test_the_timer_on_every_member_at_once_defragments_one_member_at_a_time_under_writes(make_sandbox):
+    box = make_sandbox()
+    fired, _ = under_writes(box, lambda: timer_fires(box, box.members))
+    head = leader(box)
+    assert {name: result.returncode for name, result in fired.items()} == {m.name: 0 for m in box.members}, fired
+    for name, result in fired.items():
+        if name != head:
+            assert result.stderr == f"etcd-defrag: {name} is not the leader: {head} defragments the cluster\n"
+    # The leader's run: each member started and finished before the next, followers first, itself last.
+    steps = STEP.findall(fired[head].stderr)
+    order = [name for name, _ in steps[::2]]
+    assert steps == [step for name in order for step in ((name, "defragmenting"), (name, "defragmented"))]
+    assert sorted(order) == sorted(m.name for m in box.members) and order[-1] == head
+    # etcd's own logs agree: one defragmentation per member, none overlapping another.
+    spans = sorted(span for member in box.members for span in defragmentations(box, member))
+    assert len(spans) == len(box.members), spans
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), spans
 
 
 def test_defrag_refuses_while_a_member_is_down_and_runs_only_on_the_leader(make_sandbox):
@@ -374,6 +445,7 @@ def test_defrag_refuses_while_a_member_is_down_and_runs_only_on_the_leader(make_
     said = box.run_script(follower, "etcd-defrag")
     assert f"etcd-defrag: {follower.name} is not the leader: {head} defragments the cluster" in said
     # With no lag allowed at all every member counts as behind: the leader refuses before defragmenting any.
+    fragment(box)
     before = database_bytes(box)
     with pytest.raises(SandboxError, match=r"etcd-defrag: refused: etcd-\d is behind \(raft index \d+, the leader"):
         box.run_script(box.member(head), "etcd-defrag", env={"ETCD_DEFRAG_MAX_LAG": "-1"})
@@ -388,5 +460,86 @@ def test_defrag_refuses_while_a_member_is_down_and_runs_only_on_the_leader(make_
     result = etcd_stack("defrag", "--sandbox", str(box.directory))
     assert result.returncode == 1
     assert result.stderr.startswith(f"etcd-stack defrag: {follower.name} is unhealthy (- not listening)")
-    with pytest.raises(SandboxError, match=f"etcd-defrag on {head} failed: .*"):
-        box.run_script(box.member(head), "etcd-defrag")
+    # The timers of the members still running fire: the leader refuses, the other defers to it, nothing moves.
+    fired = timer_fires(box, box.running())
+    assert fired[head].returncode == 1
+    assert fired[head].stderr.splitlines()[-1].startswith("etcd-defrag: refused: a member is unhealthy (https://")
+    (other,) = [m.name for m in box.running() if m.name != head]
+    assert (fired[other].returncode, fired[other].stderr.splitlines()[-1]) == (
+        0, f"etcd-defrag: {other} is not the leader: {head} defragments the cluster")
+    assert database_bytes(box) == before
+    assert all(defragmentations(box, member) == [] for member in box.members)
+
+
+# --- space: NOSPACE and its recovery ------------------------------------------------------------
+
+QUOTA = 16 * 1024**2
+FILL_VALUE = 100_000
+
+
+def counted_by_etcd(via: SandboxTransport) -> dict[str, int]:
+    """Each member's database size as etcd weighs it against the quota (bbolt's size, not the file's length:
+    bbolt lengthens the file ahead of its data)."""
+    return {row.name: row.db_size for row in operations.cluster_status(via)}
+
+
+def allocated_bytes(box: Sandbox) -> dict[str, int]:
+    """What each member's database file takes on disk."""
+    return {m.name: (Path(box.paths(m).data_dir) / "member" / "snap" / "db").stat().st_blocks * 512
+            for m in box.members}
+
+
+@pytest.mark.parametrize("version", [*binaries.tested_versions(), "3.4.27"])
+def test_a_full_quota_raises_nospace_and_recover_space_takes_writes_again(make_sandbox, monkeypatch, version):
+    if version.startswith("3.4."):
+        monkeypatch.setenv("ETCD_BIN", str(ETCD_3_4))
+    box = make_sandbox(quotaBackendBytes=str(QUOTA), version=version)
+    kept = {f"kept/{i}": f"value {i}" for i in range(5)}
+    for key, value in kept.items():
+        write(box, key, value)
+    # Overwrites of the same few keys: history, which compaction frees (the live data stays far below the quota).
+    last: dict[str, str] = {}
+    gateway = box.gateway(timeout=10)
+    try:
+        with pytest.raises(GatewayError, match=r"HTTP 429 etcdserver: mvcc: database space exceeded"):
+            for n in range(2 * QUOTA // FILL_VALUE):
+                key, value = f"fill/{n % 8}", f"{n:06d}".ljust(FILL_VALUE, "x")
+                gateway.put(box.members[0].ip, key, value)
+                last[key] = value
+    finally:
+        gateway.close()
+    via = SandboxTransport(box)
+    head = leader(box)
+    assert set(operations.alarms(via, head)) == {"NOSPACE"}
+    with pytest.raises(OperationError, match=r"etcd-ctl put failed: .*mvcc: database space exceeded"):
+        run_script(via, head, "etcd-ctl", "put", "refused", "while full", deadline_s=60)
+    full, on_disk = counted_by_etcd(via), allocated_bytes(box)
+    # The member that raised the alarm reached the quota; the others are close behind.
+    assert max(full.values()) > QUOTA - 2 * FILL_VALUE and min(full.values()) > QUOTA * 3 // 4, full
+    # Negative control: the plain defragmentation refuses a cluster whose /health fails on the alarm. etcd 3.4's
+    # /health says no reason, so there the alarm looks like any other failure and recover-space needs --force.
+    why, force = ("503 unhealthy", ["--force"]) if version.startswith("3.4.") else ("503 ALARM NOSPACE", [])
+    for verb in ("defrag", "recover-space") if force else ("defrag",):
+        refused = etcd_stack(verb, "--sandbox", str(box.directory))
+        assert refused.returncode == 1 and f"is unhealthy ({why}): nothing was changed" in refused.stderr, refused
+
+    result = etcd_stack("recover-space", "--sandbox", str(box.directory), *force)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("alarms: NOSPACE") and re.fullmatch(r"compacted the history to revision \d+", lines[1])
+    order = [line.split()[0] for line in lines[2:5]]
+    assert sorted(order) == sorted(m.name for m in box.members) and order[-1] == head
+    assert lines[5:] == ["alarms: none; a write was taken again",
+                         "space recovered: 3 members defragmented, the alarm disarmed, writes taken"]
+    after = counted_by_etcd(via)
+    assert all(size < QUOTA // 4 for size in after.values()), after
+    assert all(allocated_bytes(box)[name] < on_disk[name] for name in on_disk), (on_disk, allocated_bytes(box))
+    assert operations.alarms(via, head) == []
+    write(box, "after/recovery", "taken")
+    assert stored(box, "kept/") == kept
+    # Every acknowledged value reads back. The put that met the quota may have been applied nonetheless: etcd
+    # applies a put and then reports NOSPACE if the quota is gone (quotaApplierV3.Put), as 3.5 does here.
+    refused_key, refused_value = key, value
+    assert stored(box, "fill/") in (last, {**last, refused_key: refused_value})
+    assert stored(box, "after/") == {"after/recovery": "taken"}
+    assert stored(box, operations.PROBE_KEY) == {}

@@ -34,6 +34,8 @@ class Recorded:
     where: str = "recorded"
     # Members etcd counts beyond those the transport reaches.
     extra: tuple[str, ...] = ()
+    # Alarms raised until `etcd-ctl alarm disarm`; a NOSPACE alarm fails /health as etcd's does.
+    alarms: tuple[str, ...] = ()
 
     def members(self) -> list[str]:
         return ["etcd-0", "etcd-1", "etcd-2"]
@@ -45,7 +47,12 @@ class Recorded:
         # An unhealthy member heals once something was done to it (a restart, a restore).
         if member in self.unhealthy and not any(who == member for who, _ in self.changes()):
             return Health(503, False, "RAFT NO LEADER")
+        if "NOSPACE" in self.raised():
+            return Health(503, False, "ALARM NOSPACE")
         return Health(200, True)
+
+    def raised(self) -> tuple[str, ...]:
+        return () if any(text == "etcd-ctl alarm disarm" for _, text in self.asked) else self.alarms
 
     def run(self, member: str, command, deadline_s: float) -> subprocess.CompletedProcess:
         text = " ".join([PurePosixPath(command[0]).name, *command[1:]])
@@ -56,11 +63,14 @@ class Recorded:
         stdout = stderr = ""
         if text.startswith("etcd-ctl endpoint status"):
             index = int(member[-1])
-            stdout = json.dumps([{"Endpoint": "e", "Status": {"header": {"member_id": index}, "leader": 1,
+            stdout = json.dumps([{"Endpoint": "e", "Status": {"header": {"member_id": index, "revision": 4242},
+                                                              "leader": 1,
                                                               "raftTerm": 2, "raftIndex": 9, "dbSize": 1}}])
         elif text.startswith("etcd-ctl member list"):
             stdout = json.dumps({"members": [{"ID": 100 + i, "name": name}
                                              for i, name in enumerate([*self.members(), *self.extra])]})
+        elif text == "etcd-ctl alarm list":
+            stdout = "".join(f"memberID:{100 + i} alarm:{alarm} \n" for i, alarm in enumerate(self.raised()))
         elif text == "etcd-snapshots":
             stdout = f"{SNAPSHOT} 20512\n"
         elif text == "etcd-backup":
@@ -104,7 +114,8 @@ def test_a_snapshot_the_destination_does_not_hold_is_bad_input_and_nothing_chang
     lambda via, force: procedures.replace_member(via, "etcd-0", lambda _: None, force=force),
     lambda via, force: procedures.refresh_tls(via, lambda _: None, force=force),
     lambda via, force: procedures.defrag(via, lambda _: None, force=force),
-], ids=["backup", "restore", "replace-member", "refresh-tls", "defrag"])
+    lambda via, force: procedures.recover_space(via, lambda _: None, force=force),
+], ids=["backup", "restore", "replace-member", "refresh-tls", "defrag", "recover-space"])
 def test_every_procedure_refuses_an_unhealthy_cluster_unless_forced(procedure):
     via = Recorded(unhealthy={"etcd-2"})
     with pytest.raises(OperationError, match=r"etcd-2 is unhealthy \(503 RAFT NO LEADER\): nothing was changed; "
@@ -150,6 +161,46 @@ def test_defrag_runs_on_the_leader_and_reports_each_member():
     procedures.defrag(via, report=said.append)
     assert via.changes() == [("etcd-1", "etcd-defrag")]
     assert said == [f"  {m}  900 -> 300 bytes, healthy and caught up" for m in ("etcd-0", "etcd-2", "etcd-1")]
+
+
+def test_recover_space_compacts_defragments_from_the_leader_disarms_and_proves_a_write():
+    via = Recorded(alarms=("NOSPACE", "NOSPACE"))
+    said = []
+    procedures.recover_space(via, report=said.append)
+    changing = [(member, text) for member, text in via.asked if not text.startswith(
+        ("etcd-ctl endpoint status", "etcd-ctl alarm list"))]
+    assert changing == [("etcd-1", "etcd-ctl compact 4242 --physical"), ("etcd-1", "etcd-defrag"),
+                        ("etcd-1", "etcd-ctl alarm disarm"), ("etcd-1", f"etcd-ctl put {procedures.PROBE_KEY} "
+                                                                        + via.asked[-2][1].split()[-1]),
+                        ("etcd-1", f"etcd-ctl del {procedures.PROBE_KEY}")]
+    assert said == ["alarms: NOSPACE NOSPACE", "compacted the history to revision 4242",
+                    *[f"  {m}  900 -> 300 bytes, healthy and caught up" for m in ("etcd-0", "etcd-2", "etcd-1")],
+                    "alarms: none; a write was taken again"]
+
+
+def test_recover_space_leaves_a_corrupt_cluster_alone():
+    via = Recorded(alarms=("NOSPACE", "CORRUPT"))
+    with pytest.raises(OperationError, match=r"^etcd-1: alarm CORRUPT raised: not a question of space, nothing was "
+                                             r"changed$"):
+        procedures.recover_space(via, report=lambda _: None)
+    assert via.changes() == [] and not [text for _, text in via.asked if "compact" in text or "disarm" in text]
+
+
+def test_recover_space_says_when_the_live_data_alone_fills_the_quota(monkeypatch, capsys):
+    via = Recorded(alarms=("NOSPACE",), fail={"etcd-ctl put": ("etcd-1", "Error: etcdserver: mvcc: database space "
+                                                                         "exceeded")})
+    code, _, err = run_cli(monkeypatch, capsys, via, "recover-space", "--stack", "dev")
+    assert code == 1
+    assert err == ("etcd-stack recover-space: writes still refused with databases of up to 300 bytes after "
+                   "compaction and defragmentation: the live data alone fills the quota; delete keys or raise "
+                   "etcd:quotaBackendBytes (etcd-1: etcd-ctl put failed: Error: etcdserver: mvcc: database space "
+                   "exceeded)\n")
+
+
+def test_recover_space_passes_on_a_write_refused_for_another_reason_as_it_is():
+    via = Recorded(fail={"etcd-ctl put": ("etcd-1", "Error: context deadline exceeded")})
+    with pytest.raises(OperationError, match=r"^etcd-1: etcd-ctl put failed: Error: context deadline exceeded$"):
+        procedures.recover_space(via, report=lambda _: None)
 
 
 def test_status_shows_each_member_and_one_etcd_counts_without_a_running_instance():

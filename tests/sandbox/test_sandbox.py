@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ELECTION_MS = 1000
 
 
-def stack_config(size: int = 3) -> config.StackConfig:
+def stack_config(size: int = 3, **settings: str) -> config.StackConfig:
+    """The sandbox stack's config; keyword arguments are further etcd: keys."""
     return config.load({"aws:region": "eu-west-2", "etcd:bastion": "false", "etcd:clusterSize": str(size),
-                        "etcd:electionMs": str(ELECTION_MS), "etcd:bootstrap": "static"}, "test")
+                        "etcd:electionMs": str(ELECTION_MS), "etcd:bootstrap": "static",
+                        **{f"etcd:{key}": value for key, value in settings.items()}}, "test")
 
 
 def pids_of(box: Sandbox) -> list[int]:
@@ -40,10 +42,11 @@ def pids_of(box: Sandbox) -> list[int]:
 def make_sandbox(tmp_path) -> Iterator:
     made: list[Path] = []
 
-    def make(bootstrap: Bootstrap = Bootstrap.STATIC, size: int = 3) -> Sandbox:
+    def make(bootstrap: Bootstrap = Bootstrap.STATIC, size: int = 3, **settings: str) -> Sandbox:
         directory = tmp_path / f"sandbox-{len(made)}"
         made.append(directory)
-        return sandbox.up(directory, "test", stack_config(size), bootstrap, report=lambda _: None, timeout_s=60)
+        return sandbox.up(directory, "test", stack_config(size, **settings), bootstrap, report=lambda _: None,
+                          timeout_s=60)
 
     yield make
     for directory in made:
