@@ -76,7 +76,7 @@ def test_a_configured_quota_reaches_every_lines_configuration(version):
 def test_the_defrag_timer_fires_on_the_configured_schedule_and_runs_the_shipped_script():
     service, timer = rendering.defrag_units(settings(defrag_schedule="Mon..Fri 02:15"), Paths())
     assert "OnCalendar=Mon..Fri 02:15" in timer.splitlines()
-    assert "ExecStart=/usr/local/sbin/etcd-defrag" in service.splitlines()
+    assert "ExecStart=/usr/local/sbin/etcd-defrag --if-fragmented" in service.splitlines()
     _, default = rendering.defrag_units(settings(), Paths())
     assert "OnCalendar=Sun *-*-* 03:30:00" in default.splitlines()
 

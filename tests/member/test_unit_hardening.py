@@ -246,5 +246,5 @@ def test_the_defrag_service_writes_nothing_and_reaches_no_metadata_service(rende
         denied = {ipaddress.ip_network(a) for value in unit["IPAddressDeny"] for a in value.split()}
         assert denied == {ipaddress.ip_network(a) for a in METADATA_ADDRESSES}, name
         # Its one lock is the data mount opened for reading, which a read-only file system allows.
-        script = written_file(user_data, unit["ExecStart"][0])
+        script = written_file(user_data, unit["ExecStart"][0].split()[0])
         assert f"readonly LOCK_DIR={rendering.Paths().data_mount}" in script and 'exec 9<"$LOCK_DIR"' in script

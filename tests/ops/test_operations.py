@@ -436,6 +436,44 @@ def test_the_timer_on_every_member_at_once_defragments_one_member_at_a_time_unde
     spans = sorted(span for member in box.members for span in defragmentations(box, member))
     assert len(spans) == len(box.members), spans
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), spans
+    # Fired again soon after (as another member's timer would, had leadership moved): nothing left to give back.
+    again = timer_fires(box, box.members)
+    head = leader(box)
+    assert again[head].returncode == 0, again[head].stderr
+    assert again[head].stderr.splitlines()[-1] == (
+        "etcd-defrag: nothing to defragment: no member has 10% of its database free")
+    assert sum(len(defragmentations(box, member)) for member in box.members) == len(box.members)
+
+
+def test_a_run_stops_when_leadership_moves_between_members(make_sandbox):
+    box = make_sandbox()
+    fragment(box)
+    head = leader(box)
+    run = subprocess.Popen(["bash", box.paths(box.member(head)).script("etcd-defrag")], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert run.stderr is not None
+        first = run.stderr.readline()
+        # Held still while its first member defragments, so that leadership moves before its next step.
+        run.send_signal(signal.SIGSTOP)
+        assert first.startswith("etcd-defrag: etcd-") and ": defragmenting (" in first, first
+        busy = first.split()[1].rstrip(":")
+        successor = next(m for m in box.members if m.name not in (head, busy))
+        gateway = box.gateway(timeout=10)
+        try:
+            ids = {name: member_id for member_id, name in gateway.members(box.member(head).ip).items()}
+            gateway.call(box.member(head).ip, "maintenance/transfer-leadership", {"targetID": ids[successor.name]})
+        finally:
+            gateway.close()
+        wait_until(lambda: leader(box) == successor.name, 20, f"{successor.name} leading")
+        run.send_signal(signal.SIGCONT)
+        rest = run.stderr.read()
+        assert run.wait(timeout=120) == 1, rest
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert rest.splitlines()[-1] == f"etcd-defrag: stopped after 1 members: leadership moved to {successor.name}"
+    assert [len(defragmentations(box, member)) for member in box.members].count(1) == 1
 
 
 def test_defrag_refuses_while_a_member_is_down_and_runs_only_on_the_leader(make_sandbox):
