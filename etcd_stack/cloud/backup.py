@@ -77,6 +77,11 @@ def bucket_policy(bucket_arn: str, prefix: str, reader_arns: Sequence[str], brea
          "Resource": f"{bucket_arn}/*",
          "Condition": {**asks_for_encryption,
                        "ArnNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": kms_key_arn}}},
+        # SSE-C: S3 would keep the snapshot under a key only the uploader holds (S3 user guide,
+        # ServerSideEncryptionCustomerKeys).
+        {"Sid": "RefuseCustomerKeys", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"{bucket_arn}/*",
+         "Condition": {"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}},
         {"Sid": "RefuseRemoval", "Effect": "Deny", "Principal": "*", "Action": REMOVE_ACTIONS, "Resource": snapshots,
          **({"Condition": {"ArnNotEquals": {"aws:PrincipalArn": keepers}}} if keepers else {})},
         {"Sid": "RefuseReadsButMembers", "Effect": "Deny", "Principal": "*", "Action": READ_ACTIONS,

@@ -138,6 +138,8 @@ def test_without_the_key_policys_grant_the_members_could_neither_write_nor_read(
       "s3:x-amz-server-side-encryption-aws-kms-key-id": f"arn:aws:kms:{REGION}:{mocks.ACCOUNT_ID}:key/other"}, False),
     ({"s3:x-amz-server-side-encryption": "aws:kms:dsse", "s3:x-amz-server-side-encryption-aws-kms-key-id": "KEY"},
      False),
+    # SSE-C: a key only the uploader holds, whatever else the request says.
+    ({"s3:x-amz-server-side-encryption-customer-algorithm": "AES256"}, False),
 ])
 def test_an_upload_takes_the_stacks_key_or_is_refused(access, headers, accepted):
     member = access.role(MEMBERS[0])
