@@ -287,11 +287,21 @@ def buckets_versioned(resources: Sequence[Resource]) -> list[str]:
 
 
 def buckets_encrypted(resources: Sequence[Resource]) -> list[str]:
+    """Every bucket encrypts by default under a KMS key of the stack: SSE-S3, or the account's aws/s3 key, would
+    let any principal of the account with s3:GetObject read the objects."""
     typ = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
     settings = _bucket_settings(resources, typ)
-    return [f"{bucket.label()}: no default server-side encryption" for bucket in _of(resources, BUCKET)
-            if not any(rule.get("applyServerSideEncryptionByDefault", {}).get("sseAlgorithm")
-                       for s in settings[bucket.key] for rule in s.props.get("rules") or [])]
+    keys = _of(resources, "aws:kms/key:Key")
+    found = []
+    for bucket in _of(resources, BUCKET):
+        defaults = [(s, rule.get("applyServerSideEncryptionByDefault") or {})
+                    for s in settings[bucket.key] for rule in s.props.get("rules") or []]
+        if not any(default.get("sseAlgorithm") for _, default in defaults):
+            found.append(f"{bucket.label()}: no default server-side encryption")
+        elif not any(default.get("sseAlgorithm") in ("aws:kms", "aws:kms:dsse") and default.get("kmsMasterKeyId")
+                     and any(s.refers_to("rules", key) for key in keys) for s, default in defaults):
+            found.append(f"{bucket.label()}: encrypted by default, but not under a KMS key of the stack")
+    return found
 
 
 def load_balancer_internal(r: Resource) -> list[str]:
@@ -504,7 +514,8 @@ CONTROLS: tuple[Control, ...] = (
     Control("s3-5-bucket-refuses-plain-http", "S3.5: buckets refuse requests without TLS",
             buckets_refuse_plain_http, "stack"),
     Control("s3-14-bucket-versioned", "S3.14: buckets keep versions", buckets_versioned, "stack"),
-    Control("s3-bucket-encrypted", "S3: buckets encrypt objects by default", buckets_encrypted, "stack"),
+    Control("s3-bucket-encrypted", "S3: buckets encrypt objects by default under a KMS key of the stack",
+            buckets_encrypted, "stack"),
     Control("elb-load-balancer-internal", "The etcd load balancer is internal", load_balancer_internal),
     Control("cis-etcd-2-1-client-cert-and-key", "CIS etcd 2.1: clients are served with a certificate and key",
             _member_check(_cert_and_key("client-transport-security"))),

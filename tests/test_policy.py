@@ -201,6 +201,26 @@ def test_each_control_fires_on_its_violation_and_names_the_resource(stack, contr
     assert {name for name, messages in found.items() if messages} == {control.name}
 
 
+ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+
+
+@pytest.mark.parametrize("default", [
+    {"sseAlgorithm": "AES256"},
+    {"sseAlgorithm": "aws:kms"},  # the account's aws/s3 key
+    {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": "arn:aws:kms:eu-west-2:123456789012:key/not-the-stacks"},
+], ids=["SSE-S3", "aws/s3", "another key"])
+def test_a_bucket_encrypted_but_not_under_the_stacks_key_is_refused(stack, default):
+    def under(props: dict) -> None:
+        props["rules"][0]["applyServerSideEncryptionByDefault"] = default
+
+    broken = changed(stack, ENCRYPTION, None, under)
+    if "kmsMasterKeyId" in default:  # a key from elsewhere: the setting no longer depends on the stack's key
+        broken = [Resource(r.type, r.name, r.props, {k: v for k, v in r.property_dependencies.items() if k != "rules"})
+                  if r.type == ENCRYPTION else r for r in broken]
+    (message,) = violations(broken)["s3-bucket-encrypted"]
+    assert message.endswith("etcd-backup: encrypted by default, but not under a KMS key of the stack"), message
+
+
 def test_a_member_system_trust_store_is_not_the_clusters_ca(stack):
     broken = changed(stack, INSTANCE, MEMBER, edit_member_config(
         ("peer-transport-security", "trusted-ca-file"), "/etc/pki/tls/certs/ca-bundle.crt"))
