@@ -161,6 +161,10 @@ def traced(log: str) -> tuple[set[str], set[str], set[str], list[str], set[str]]
         if not match:
             continue
         name = match["name"] or match["resumed"]
+        # A thread torn down by the exit can show strace a negative number (here -512, ERESTARTSYS) where a
+        # syscall number should be, printed as syscall_0xffff...: no call the program made, nothing for a filter.
+        if name.startswith("syscall_0x") and int(name.removeprefix("syscall_"), 16) >= 1 << 63:
+            continue
         calls.add(name)
         args = match["args"] or ""
         if name == "socket" and args:
