@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +12,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from etcd_stack.preview import offline
+
+CLONE_NEWNET = 0x40000000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The whole session runs in a network namespace of its own (with only `lo`), made before any thread
+    exists so every test thread and child inherits it: clusters, machines and stand-ins bind their fixed
+    addresses there and cannot collide with parallel work on this machine, nor reach anything outside."""
+    if os.environ.get("ETCD_STACK_TEST_NETNS") == str(os.getpid()):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise pytest.UsageError(f"the tests need a private network namespace: unshare(CLONE_NEWNET): "
+                                f"{os.strerror(error)} (run them as root, as `make test` does)")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    os.environ["ETCD_STACK_TEST_NETNS"] = str(os.getpid())
 
 
 def openssh_public(key: Any) -> str:

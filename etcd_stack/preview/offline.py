@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pickle
 import runpy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -136,6 +137,18 @@ def _own_event_loops() -> Iterator[None]:
         asyncio.set_event_loop(None)
 
 
+@contextlib.contextmanager
+def _pickler_restored() -> Iterator[None]:
+    """Puts back what pulumi.dynamic.dynamic.serialize_provider patches into pickle._Pickler and never restores:
+    each dynamic resource wraps _batch_setitems once more, so a process that runs the program a thousand times
+    (this test suite) ends in RecursionError. `pulumi up` runs it once per process and is not affected."""
+    saved = (pickle._Pickler._batch_setitems, pickle._Pickler.save_dict, pickle.Pickler)
+    try:
+        yield
+    finally:
+        pickle._Pickler._batch_setitems, pickle._Pickler.save_dict, pickle.Pickler = saved
+
+
 def run(raw: Mapping[str, str], stack: str, program: Path = PROJECT_DIR / "__main__.py") -> OfflineRun:
     """Validates the config, then runs the program under the mocks. A ConfigError leaves nothing registered."""
     stack_config = config.load(raw, stack)
@@ -155,7 +168,7 @@ def execute(raw: Mapping[str, str], stack: str, monitor: RecordingMonitor,
         secret = {name for name, value in root.outputs.items() if await pulumi.Output.from_input(value).is_secret()}
         return values, frozenset(secret)
 
-    with _own_event_loops():
+    with _own_event_loops(), _pickler_restored():
         settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(raw))
         pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
