@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from etcd_stack import config
@@ -34,6 +34,16 @@ class Figure:
     @property
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one section measured. `incomplete` says why the section did not reach its condition (empty when it
+    did); an incomplete section's figures are still what it measured, and the report marks them."""
+
+    figures: list[Figure]
+    findings: list[str] = field(default_factory=list)
+    incomplete: str = ""
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> float:
