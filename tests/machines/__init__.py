@@ -1,0 +1,1 @@
+"""Tests that boot members as machines, and the pieces those machines are made of."""
