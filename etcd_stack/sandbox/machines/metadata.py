@@ -15,7 +15,10 @@ Where the stand-in differs from EC2's IMDS (what a test on it does not prove):
 - No hop limit: EC2 drops token responses after `http_put_response_hop_limit` (1 here) IP hops; AEMM answers
   whatever reaches it, so a container one hop further would still get a token.
 - PUT /latest/api/token with an X-Forwarded-For header is refused by EC2 (it marks proxied requests); AEMM
-  issues the token. Token TTL bounds (1-21600 s, 400 outside) and 401 without a token match EC2.
+  issues the token; a GET of /latest/api/token answers an empty 200 (GenerateToken returns without writing).
+  Token TTL bounds (1-21600 s, else 400) and 401 for a request with no or an unknown token (IMDSv1, refused as
+  EC2 refuses it under `http_tokens = required`) match EC2.
+- AEMM logs every request with its headers (so the session tokens) to aemm.log under the server's home.
 - Only the paths configured here carry this machine's values; every other path (ami-id, the mac's subnet and
   VPC ids, placement/availability-zone-id, public-*, tags, user-data, the identity document's pkcs7 and
   signature) answers AEMM's fixed sample values, and the identity document's signature verifies against nothing.
