@@ -29,6 +29,7 @@ render: $(INSTALLED)
 test: $(INSTALLED) $(TEST_TOOLS)
 	$(VENV)/bin/python -m etcd_stack.sandbox.binaries
 	$(VENV)/bin/python -m etcd_stack.sandbox.machines.rootfs
+	$(VENV)/bin/python -m etcd_stack.sandbox.machines.metadata
 	$(VENV)/bin/pytest
 
 bench: $(INSTALLED)
