@@ -143,5 +143,5 @@ class EtcdRelease(pulumi.dynamic.Resource):
     def __init__(self, name: str, bucket: pulumi.Input[str], version: str, arch: str, sha256: str,
                  opts: pulumi.ResourceOptions | None = None):
         props = {"bucket": bucket, "key": release_key(version, arch), "version": version, "arch": arch,
-                 "sha256": sha256, "url": releases.download_url(version, arch), "versionId": None}
+                 "sha256": sha256, "url": releases.download_url(version, arch)}
         super().__init__(ReleaseProvider(), name, props, opts)
