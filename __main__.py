@@ -2,7 +2,7 @@
 
 import pulumi
 
-from etcd_stack import config, naming, releases
+from etcd_stack import config, naming
 from etcd_stack.addressing import plan_load_balancer, plan_members
 from etcd_stack.cloud import dns
 from etcd_stack.cloud.access import Bastion, BastionArgs, MemberAccess, MemberAccessArgs
@@ -19,6 +19,7 @@ from etcd_stack.cloud.network import Network, NetworkArgs, availability_zones, e
 from etcd_stack.cloud.operators import OperatorCertificates, OperatorCertsArgs
 from etcd_stack.cloud.outputs import etcdctl_commands
 from etcd_stack.cloud.pki import ClusterPki, PkiArgs, member_parameters, no_read_policy, parameter_root
+from etcd_stack.cloud.release import EtcdRelease, release_key
 from etcd_stack.member.rendering import ClusterSettings, quota_backend_bytes
 from etcd_stack.ops.rollout import MemberGateProvider
 
@@ -73,7 +74,8 @@ backups = BackupBucket(
     f"{name}-backup",
     BackupArgs(cluster_name=name, stack=cfg.stack, retention_days=cfg.backup_retention_days, lock=cfg.backup_lock,
                on_destroy=cfg.backups_on_destroy, roles=access.roles, tags=tags, kms_key_arn=key_arn,
-               break_glass_role_arn=cfg.backup_break_glass_role_arn),
+               break_glass_role_arn=cfg.backup_break_glass_role_arn,
+               release_key=release_key(str(cfg.version), cfg.release_arch)),
 )
 
 stack_key = StackKey(
@@ -92,6 +94,9 @@ stack_key = StackKey(
     ),
 )
 resolve_key_arn(stack_key.arn)
+# The etcd the members install, in the stack's bucket: a member boots without the internet.
+release = EtcdRelease(f"{name}-etcd-release", backups.bucket_name, str(cfg.version), cfg.release_arch,
+                      cfg.release_sum, opts=pulumi.ResourceOptions(depends_on=backups.ready))
 pki = ClusterPki(
     f"{name}-pki",
     PkiArgs(cluster_name=name, members=members, client_endpoint=client_endpoint, tags=tags, stack=cfg.stack,
@@ -144,7 +149,7 @@ etcd = EtcdMembers(
         secrets=pki.member_secrets,
         ca_cert_pem=pki.ca_cert_pem,
         tags=tags,
-        sha256=releases.SHA256[str(cfg.version)],
+        sha256={cfg.release_arch: cfg.release_sum},
         backup_bucket=backups.bucket_name,
         backup_interval_minutes=cfg.backup_interval_minutes,
         image_generation=cfg.image_generation,
@@ -152,6 +157,8 @@ etcd = EtcdMembers(
         bootstrapped=record.bootstrapped,
         stack=cfg.stack,
         metrics_namespace=metrics_namespace,
+        release_bucket=release.bucket,
+        release_key=release.key,
     ),
 )
 

@@ -136,6 +136,17 @@ class StackConfig:
     operator_key: bool
     defrag_schedule: str
     quota_backend_bytes: int | None
+    release_sha256: str | None
+
+    @property
+    def release_arch(self) -> str:
+        """etcd's name for the members' architecture (from the instance type)."""
+        return releases.ETCD_ARCH[architecture(self.instance_type)]
+
+    @property
+    def release_sum(self) -> str:
+        """The SHA-256 the members' release tarball must have: the published one, else etcd:releaseSha256."""
+        return releases.SHA256.get(str(self.version), {}).get(self.release_arch) or self.release_sha256 or ""
 
     def client_sources(self, vpc_cidr: IPNetwork) -> tuple[IPNetwork, ...]:
         """The CIDRs admitted to 2379 beside the listed client groups: the VPC's (the one given, or the one the
@@ -407,6 +418,15 @@ def _sns_topic(key: str, text: str) -> str:
 _ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256(key: str, text: str) -> str:
+    if not _SHA256.fullmatch(text):
+        raise ConfigError(key, text, "a SHA-256 of 64 lowercase hexadecimal digits (sha256sum's output)")
+    return text
+
+
 def _role_arn(key: str, text: str) -> str:
     if not _ROLE_ARN.fullmatch(text):
         raise ConfigError(key, text, "an IAM role ARN such as arn:aws:iam::123456789012:role/etcd-break-glass")
@@ -631,6 +651,9 @@ KEYS: tuple[Key, ...] = (
         "leader acts, one member at a time"),
     Key("quotaBackendBytes", "quota_backend_bytes", _integer(*QUOTA_BYTES), None,
         "etcd's space quota in bytes (NOSPACE beyond it); else 8 GiB or half the data volume, whichever is less"),
+    Key("releaseSha256", "release_sha256", _sha256, None,
+        "SHA-256 of the etcd release tarball for the members' architecture, for an `etcd:version` whose sum this "
+        "project does not list (the deployer checks the tarball against it before the stack's bucket takes it)"),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -675,11 +698,18 @@ def _check_together(c: StackConfig, explicit: set[str]) -> None:
             "etcd:bootstrap", c.bootstrap.value,
             f"etcd {c.version} has no v2 discovery (removed in 3.7); set etcd:bootstrap to 'static'",
         )
-    arch = releases.ETCD_ARCH[architecture(c.instance_type)]
-    if arch not in releases.SHA256.get(str(c.version), {}):
+    arch = c.release_arch
+    published = releases.SHA256.get(str(c.version), {}).get(arch)
+    if published and c.release_sha256 and c.release_sha256 != published:
+        raise ConfigError(
+            "etcd:releaseSha256", c.release_sha256,
+            f"unset, or the published {arch} sum of etcd {c.version} ({published})",
+        )
+    if not published and not c.release_sha256:
         raise ConfigError(
             "etcd:version", str(c.version),
-            f"a release whose {arch} checksum is known: {_version_list(releases.known_versions(arch))}",
+            f"a release whose {arch} checksum is known: {_version_list(releases.known_versions(arch))}, "
+            f"or set etcd:releaseSha256 to the sum of etcd-v{c.version}-linux-{arch}.tar.gz",
         )
     if c.bootstrap is Bootstrap.STATIC:
         for name in ("discoveryUrl", "discoveryEndpoint"):

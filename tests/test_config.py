@@ -85,9 +85,44 @@ def test_graviton_members_need_an_arm64_checksum(raw_config, monkeypatch):
     # Every release in the table has both sums today; one known only for amd64 shows the rule.
     monkeypatch.setitem(releases.SHA256, "3.6.15", {"amd64": "0" * 64})
     assert load(raw_config(version="3.6.15", instanceType="m7i.large")).version == EtcdVersion(3, 6, 15)
-    refused = r"^etcd:version: '3\.6\.15' .*arm64 checksum is known: .*3\.6\.0 to 3\.6\.14, 3\.7\.1$"
+    refused = (r"^etcd:version: '3\.6\.15' .*arm64 checksum is known: .*3\.6\.0 to 3\.6\.14, 3\.7\.1, "
+               r"or set etcd:releaseSha256 to the sum of etcd-v3\.6\.15-linux-arm64\.tar\.gz$")
     with pytest.raises(ConfigError, match=refused):
         load(raw_config(version="3.6.15", instanceType="m7g.large"))
+
+
+def test_a_user_sum_admits_a_version_without_a_published_one(raw_config):
+    cfg = load(raw_config(version="3.6.16", releaseSha256="ab" * 32))
+    assert (cfg.release_sha256, cfg.release_sum, cfg.release_arch) == ("ab" * 32, "ab" * 32, "amd64")
+    graviton = load(raw_config(version="3.6.16", releaseSha256="cd" * 32, instanceType="m7g.large"))
+    assert (graviton.release_sum, graviton.release_arch) == ("cd" * 32, "arm64")
+
+
+def test_without_a_user_sum_the_published_one_applies(raw_config):
+    assert load(raw_config(version="3.6.14")).release_sum == releases.SHA256["3.6.14"]["amd64"]
+    assert load(raw_config(version="3.6.14", instanceType="m7g.large")).release_sum == \
+        releases.SHA256["3.6.14"]["arm64"]
+
+
+def test_a_version_without_a_sum_names_the_user_sum_as_the_way(raw_config):
+    with pytest.raises(ConfigError, match=r"or set etcd:releaseSha256 to the sum of etcd-v3\.6\.16-linux-amd64"):
+        load(raw_config(version="3.6.16"))
+
+
+def test_the_published_sum_may_be_repeated_but_not_contradicted(raw_config):
+    published = releases.SHA256["3.6.14"]["amd64"]
+    assert load(raw_config(version="3.6.14", releaseSha256=published)).release_sum == published
+    with pytest.raises(ConfigError) as caught:
+        load(raw_config(version="3.6.14", releaseSha256="0" * 64))
+    assert str(caught.value).startswith("etcd:releaseSha256: '0000")
+    assert str(caught.value).endswith(f"is not allowed: unset, or the published amd64 sum of etcd 3.6.14 ({published})")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["AB" * 32, "ab" * 31, "ab" * 33, "g" * 64, " " + "ab" * 32, ""])
+def test_a_user_sum_is_64_lowercase_hex_digits(raw_config, text):
+    with pytest.raises(ConfigError, match=r"^etcd:releaseSha256: .* is not allowed: a SHA-256 of 64 lowercase"):
+        load(raw_config(version="3.6.16", releaseSha256=text))
 
 
 def test_a_premade_discovery_url_is_kept(raw_config):

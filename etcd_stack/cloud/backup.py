@@ -42,6 +42,8 @@ class BackupArgs:
     # The stack's KMS key (keys.StackKey), whose policy lets the members and the break-glass role use it through S3.
     kms_key_arn: pulumi.Input[str]
     break_glass_role_arn: str | None = None
+    # The etcd release tarball the members install (cloud/release.py), under RELEASE_PREFIX: each member may read it.
+    release_key: str | None = None
 
 
 def destination(bucket: str, cluster_name: str) -> str:
@@ -160,16 +162,18 @@ class BackupBucket(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-write-{index}",
                 role=role.id,
-                policy=bucket.arn.apply(lambda arn: self._member_grant(arn, args.cluster_name)),
+                policy=bucket.arn.apply(lambda arn: self._member_grant(arn, args.cluster_name, args.release_key)),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.arrival_rule_name = self._arrivals(name, bucket, args, child, [bucket_policy_resource, encryption])
         self.bucket_name, self.bucket_arn = bucket.bucket, bucket.arn
+        # What a writer into the bucket waits for: the stack's key as default encryption, and the policy.
+        self.ready: list[pulumi.Resource] = [encryption, bucket_policy_resource]
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn,
                                "arrival_rule_name": self.arrival_rule_name})
 
     @staticmethod
-    def _member_grant(bucket_arn: str, prefix: str) -> str:
+    def _member_grant(bucket_arn: str, prefix: str, release_key: str | None = None) -> str:
         # No KMS statement: the key policy grants the members the key through S3 for this bucket, directly.
         statements: list[Mapping[str, Any]] = [
             # New snapshots (multipart, abortable); reading them back for a restore (etcd-restore).
@@ -179,6 +183,9 @@ class BackupBucket(pulumi.ComponentResource):
             {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
              "Condition": {"StringLike": {"s3:prefix": f"{prefix}/*"}}},
         ]
+        if release_key:
+            # The etcd release the bootstrap installs: that one object, read only.
+            statements.append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{bucket_arn}/{release_key}"})
         return policy(*statements)
 
     def _arrivals(self, name: str, bucket: aws.s3.Bucket, args: BackupArgs, child: pulumi.ResourceOptions,

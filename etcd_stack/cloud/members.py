@@ -55,6 +55,9 @@ class MembersArgs:
     bootstrapped: pulumi.Input[bool]
     stack: str
     metrics_namespace: str
+    # The release tarball the deployer put into the stack's bucket (cloud/release.py): bucket and key.
+    release_bucket: pulumi.Input[str] = ""
+    release_key: pulumi.Input[str] = ""
 
 
 class EtcdMembers(pulumi.ComponentResource):
@@ -105,7 +108,8 @@ class EtcdMembers(pulumi.ComponentResource):
             policy=secrets.read_policy,
             opts=child,
         )
-        user_data = pulumi.Output.all(args.ca_cert_pem, args.discovery_url, volume.id, args.backup_bucket).apply(
+        user_data = pulumi.Output.all(args.ca_cert_pem, args.discovery_url, volume.id, args.backup_bucket,
+                                      args.release_bucket, args.release_key).apply(
             lambda values, plan=plan, secrets=secrets: self._render(plan, secrets, *values)
         )
         revision = pulumi.Output.all(user_data, self.image, args.instance_type).apply(_revision)
@@ -179,7 +183,7 @@ class EtcdMembers(pulumi.ComponentResource):
         )
 
     def _render(self, plan: MemberPlan, secrets: MemberSecrets, ca_cert_pem: str, discovery_url: str | None,
-                volume_id: str, bucket: str) -> str:
+                volume_id: str, bucket: str, release_bucket: str, release_key: str) -> str:
         args = self._args
         backup = BackupSettings(destination(bucket, args.cluster.name), args.backup_interval_minutes, args.region)
         cluster = dataclasses.replace(args.cluster, discovery_url=discovery_url, backup=backup,
@@ -191,6 +195,8 @@ class EtcdMembers(pulumi.ComponentResource):
             cert_parameter=f"{secrets.path}/cert",
             ca_parameter=ca_bundle_parameter(args.stack, args.cluster.name),
             volume_id=volume_id,
+            release_bucket=release_bucket,
+            release_key=release_key,
         )
         return rendering.user_data(cluster, plan, Paths(), boot, ca_cert_pem)
 

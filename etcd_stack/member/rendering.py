@@ -12,7 +12,7 @@ import gzip
 import shlex
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,7 +23,6 @@ from etcd_stack.addressing import MemberPlan
 from etcd_stack.config import DEFRAG_SCHEDULE, Bootstrap, EtcdVersion
 from etcd_stack.member.certificates import PEER_NAME
 from etcd_stack.member.metrics import MEMBER_DIMENSION, METRICS
-from etcd_stack.releases import download_url
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
@@ -129,10 +128,13 @@ class BootstrapSettings:
     cert_parameter: str
     ca_parameter: str
     volume_id: str
-    urls: Mapping[str, str] = field(default_factory=dict)
+    # Where the deployer put the release tarball for the members' architecture (cloud/release.py).
+    release_bucket: str = ""
+    release_key: str = ""
 
-    def url(self, arch: str, version: EtcdVersion) -> str:
-        return self.urls.get(arch) or download_url(str(version), arch)
+    @property
+    def release_uri(self) -> str:
+        return f"s3://{self.release_bucket}/{self.release_key}"
 
 
 def quota_backend_bytes(volume_gib: int, configured: int | None = None) -> int:
@@ -293,8 +295,7 @@ def bootstrap_script(cluster: ClusterSettings, member: MemberPlan, paths: Paths,
         etcd_user=etcd_user,
         member_name=member.name,
         version=str(cluster.version),
-        url_amd64=boot.url("amd64", cluster.version),
-        url_arm64=boot.url("arm64", cluster.version),
+        release_uri=boot.release_uri,
         sha256_amd64=boot.sha256.get("amd64", ""),
         sha256_arm64=boot.sha256.get("arm64", ""),
         region=boot.region,

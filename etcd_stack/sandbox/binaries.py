@@ -14,7 +14,9 @@ must report the version asked for, or the install fails and leaves nothing behin
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
+import io
 import json
 import os
 import platform
@@ -263,6 +265,54 @@ def check_versions(home: Path, version: str, tools: tuple[str, ...]) -> None:
             raise InstallError(f"{tool} reports {reported}, not the {version} asked for")
 
 
+# What the machine tests boot members from: a version no published sum in releases.py covers, built from
+# etcd's Go modules, packed by release_tarball and given to the stack as etcd:releaseSha256.
+MACHINE_VERSION = "3.6.16"
+# A fixed time for every member of the tarball (2026-01-01T00:00:00Z): the bytes depend on the binaries only.
+PACKED_MTIME = 1767225600
+
+
+def release_tarball(version: str, cache: Path | None = None, arch: str | None = None) -> Path:
+    """The locally installed etcd, etcdctl and etcdutl of `version`, packed like the official release
+    (etcd-v<version>-linux-<arch>/<tool>), with fixed order, times, owners and modes and gzip's time 0: the
+    same binaries give the same bytes, so its SHA-256 can stand in config as etcd:releaseSha256."""
+    home = installed(version, cache)
+    if home is None:
+        raise InstallError(f"etcd {version} is not installed in {directory(version, cache)}: run ensure first")
+    arch = arch or machine_arch()
+    top = f"etcd-v{version}-linux-{arch}"
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        directory_entry = tarfile.TarInfo(top)
+        directory_entry.type, directory_entry.mode = tarfile.DIRTYPE, 0o755
+        entries = [(directory_entry, None)]
+        for tool in sorted(TOOLS):
+            info = tarfile.TarInfo(f"{top}/{tool}")
+            info.size, info.mode = (home / tool).stat().st_size, 0o755
+            entries.append((info, home / tool))
+        for info, source in entries:
+            info.mtime, info.uid, info.gid, info.uname, info.gname = PACKED_MTIME, 0, 0, "root", "root"
+            if source is None:
+                archive.addfile(info)
+            else:
+                with source.open("rb") as stream:
+                    archive.addfile(info, stream)
+    target = home.parent / f"{top}.tar.gz"
+    staged = target.with_suffix(".partial")
+    with staged.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
+        zipped.write(packed.getvalue())
+    staged.replace(target)
+    return target
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def default_version() -> str:
     """The etcd version a stack runs when it pins none (the etcd:version key's default)."""
     from etcd_stack.config import KEYS
@@ -276,6 +326,11 @@ def tested_versions() -> list[str]:
     return [releases.newest((3, 5)), default_version(), releases.newest((3, 7))]
 
 
+def built_versions() -> list[str]:
+    """What `python -m etcd_stack.sandbox.binaries` installs by default: the tested versions and the machine tests'."""
+    return [*tested_versions(), MACHINE_VERSION]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m etcd_stack.sandbox.binaries",
                                      description="install etcd, etcdctl and etcdutl of exact versions")
@@ -285,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmark", action="store_true", help="also build etcd's benchmark tool of each version")
     args = parser.parse_args(argv)
     try:
-        for version in args.versions or tested_versions():
+        for version in args.versions or built_versions():
             print(ensure(version, method=args.method), flush=True)
             if args.benchmark:
                 print(ensure_benchmark(version), flush=True)

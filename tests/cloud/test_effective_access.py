@@ -196,6 +196,32 @@ def test_members_write_snapshots_only_over_tls_and_the_bastion_not_at_all(access
                                {"aws:SecureTransport": "true"}), bucket_policy)
 
 
+RELEASE = "_releases/etcd-v3.6.14-linux-amd64.tar.gz"
+
+
+def test_every_member_downloads_the_etcd_release_and_decrypts_it_through_s3(access):
+    for role in MEMBERS:
+        assert access.can_download(access.role(role), RELEASE), role
+
+
+def test_no_member_writes_or_deletes_the_release_or_reads_beside_it(access, run):
+    bucket_arn = run.of_type("aws:s3/bucket:Bucket")[0].state["arn"]
+    tls = {"aws:SecureTransport": "true"}
+    for role in MEMBERS:
+        member = access.role(role)
+        assert not access.can_upload(member, RELEASE), role
+        for action in ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention"):
+            assert not allowed(Request(member, action, f"{bucket_arn}/{RELEASE}", tls), access.bucket_policy), action
+        for other in ("_releases/etcd-v3.6.13-linux-amd64.tar.gz", "_releases/other", "stack-created"):
+            assert not access.can_download(member, other), (role, other)
+
+
+def test_the_bastion_neither_writes_nor_reads_the_release(access):
+    bastion = access.role("etcd-bastion")
+    assert not access.can_upload(bastion, RELEASE)
+    assert not access.can_download(bastion, RELEASE)
+
+
 # --- the evaluator itself -----------------------------------------------------------------------------
 
 def _principal(*statements) -> Principal:

@@ -43,15 +43,16 @@ CA_PEM = certificates.cert_pem(CLUSTER_CA[1]).strip()
 
 # Each stub appends its name and arguments to $STUB_LOG and keeps its state in files under $STUB_STATE.
 STUBS = {
-    "curl": """
-out=""; while [ $# -gt 0 ]; do case "$1" in --output) out=$2; shift 2;; *) shift;; esac; done
-n=$(cat "$STUB_STATE/curl-failures" 2>/dev/null || echo 0)
-if [ "$n" -gt 0 ]; then
-  echo $((n - 1)) > "$STUB_STATE/curl-failures"; echo "curl: (6) Could not resolve host" >&2; exit 6
-fi
-cp "$STUB_STATE/etcd.tar.gz" "$out"
-""",
     "aws": """
+if [ "$1" = s3 ] && [ "$2" = cp ]; then
+  for a in "$@"; do last=$a; done; for a in "$@"; do case "$a" in s3://*) src=$a;; esac; done
+  n=$(cat "$STUB_STATE/s3-failures" 2>/dev/null || echo 0)
+  if [ "$n" -gt 0 ]; then
+    echo $((n - 1)) > "$STUB_STATE/s3-failures"; echo "fatal error: Could not connect to the endpoint URL" >&2; exit 1
+  fi
+  [ "$src" = "$(cat "$STUB_STATE/release-uri")" ] || { echo "fatal error: 404 $src" >&2; exit 1; }
+  cp "$STUB_STATE/etcd.tar.gz" "$last"; exit 0
+fi
 name=""; while [ $# -gt 0 ]; do case "$1" in --name) name=$2; shift 2;; *) shift;; esac; done
 case "$name" in
   */key) cat "$STUB_STATE/key.pem";; */cert) cat "$STUB_STATE/cert.pem";; */ca-bundle) cat "$STUB_STATE/ca.pem";;
@@ -75,12 +76,18 @@ case "$*" in *TYPE*) cat "$STUB_STATE/fs-type";; *UUID*) echo 4f1c7e52-8d0a-4f4e
 }
 
 
+RELEASE_BUCKET, RELEASE_KEY = "etcd-backup-0a1b2c", "_releases/etcd-v3.6.14-linux-amd64.tar.gz"
+# A real etcd prints more after its version line; enough that a reader quitting at the first line kills it.
+CHATTER = "".join(f"echo 'Git SHA: line {n} {'x' * 60}'\n" for n in range(2000))
+
+
 def fake_release() -> bytes:
-    """A release tarball whose etcd answers --version like the real one."""
+    """A release tarball whose etcd answers --version like the real one, then writes many lines more."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for tool in ("etcd", "etcdctl", "etcdutl"):
-            body = f"#!/bin/sh\necho 'etcd Version: {VERSION}'\n".encode() if tool == "etcd" else b"#!/bin/sh\n"
+            body = (f"#!/bin/sh\necho 'etcd Version: {VERSION}'\n{CHATTER}".encode() if tool == "etcd"
+                    else b"#!/bin/sh\n")
             info = tarfile.TarInfo(f"etcd-v{VERSION}-linux-amd64/{tool}")
             info.size, info.mode = len(body), 0o755
             archive.addfile(info, io.BytesIO(body))
@@ -120,7 +127,7 @@ class Instance:
 
 @pytest.fixture
 def instance(tmp_path) -> callable:
-    def make(sha256: str | None = None, curl_failures: int = 0, fs_type: str | None = None) -> Instance:
+    def make(sha256: str | None = None, s3_failures: int = 0, fs_type: str | None = None) -> Instance:
         release = fake_release()
         state = tmp_path / "state"
         state.mkdir()
@@ -128,7 +135,8 @@ def instance(tmp_path) -> callable:
         (state / "key.pem").write_text(KEY_PEM)
         (state / "cert.pem").write_text(CERT_PEM)
         (state / "ca.pem").write_text(CA_PEM)
-        (state / "curl-failures").write_text(str(curl_failures))
+        (state / "s3-failures").write_text(str(s3_failures))
+        (state / "release-uri").write_text(f"s3://{RELEASE_BUCKET}/{RELEASE_KEY}")
         if fs_type:
             (state / "fs-type").write_text(fs_type)
         log = tmp_path / "calls.log"
@@ -157,7 +165,8 @@ def instance(tmp_path) -> callable:
         boot = BootstrapSettings(
             sha256={"amd64": sha256 or hashlib.sha256(release).hexdigest()}, region="eu-west-2",
             key_parameter="/etcd/etcd-0/tls/key", cert_parameter="/etcd/etcd-0/tls/cert",
-            ca_parameter="/etcd/tls/ca-bundle", volume_id=VOLUME_ID,
+            ca_parameter="/etcd/tls/ca-bundle", volume_id=VOLUME_ID, release_bucket=RELEASE_BUCKET,
+            release_key=RELEASE_KEY,
         )
         script = tmp_path / "etcd-bootstrap"
         script.write_text(rendering.bootstrap_script(cluster, member, paths, boot))
@@ -171,8 +180,8 @@ def test_a_first_boot_installs_fetches_formats_mounts_and_starts(instance):
     result = host.run()
     assert result.returncode == 0, result.stderr
     paths = host.paths
-    assert subprocess.run([f"{paths.bin_dir}/etcd", "--version"], capture_output=True, text=True).stdout.strip() == (
-        f"etcd Version: {VERSION}")
+    printed = subprocess.run([f"{paths.bin_dir}/etcd", "--version"], capture_output=True, text=True).stdout
+    assert printed.splitlines()[0] == f"etcd Version: {VERSION}"
     assert Path(paths.key_file).read_text() == KEY_PEM + "\n"
     assert oct(Path(paths.key_file).stat().st_mode & 0o777) == "0o600"
     assert Path(paths.cert_file).read_text() == CERT_PEM + "\n"
@@ -207,20 +216,34 @@ def test_a_checksum_mismatch_aborts_before_anything_is_installed_or_started(inst
     assert host.calls("systemctl") == [] and host.calls("mkfs.xfs") == []
 
 
-def test_a_failing_download_is_retried_with_backoff(instance):
-    host = instance(curl_failures=2)
+def s3_copies(host: Instance) -> list[str]:
+    return [call for call in host.calls("aws") if call.startswith("aws s3 cp")]
+
+
+def test_etcd_comes_from_the_stacks_bucket_not_the_internet(instance):
+    host = instance()
     result = host.run()
     assert result.returncode == 0, result.stderr
-    assert len(host.calls("curl")) == 3
+    copies = s3_copies(host)
+    assert len(copies) == 1
+    assert copies[0].startswith(f"aws s3 cp --region eu-west-2 --only-show-errors s3://{RELEASE_BUCKET}/{RELEASE_KEY} ")
+    assert "curl" not in host.script.read_text() and "github" not in host.script.read_text()
+
+
+def test_a_failing_download_is_retried_with_backoff(instance):
+    host = instance(s3_failures=2)
+    result = host.run()
+    assert result.returncode == 0, result.stderr
+    assert len(s3_copies(host)) == 3
     assert host.calls("sleep") == ["sleep 1", "sleep 2"]
-    assert "attempt 1 of 4 failed: curl" in result.stderr
+    assert "attempt 1 of 4 failed: aws" in result.stderr
 
 
 def test_a_download_that_never_works_gives_up(instance):
-    host = instance(curl_failures=10)
+    host = instance(s3_failures=10)
     result = host.run()
     assert result.returncode != 0
-    assert "giving up after 4 attempts: curl" in result.stderr
+    assert "giving up after 4 attempts: aws" in result.stderr
     assert host.calls("systemctl") == []
 
 
@@ -247,10 +270,34 @@ def test_a_second_run_changes_nothing(instance):
     result = host.run()
     assert result.returncode == 0, result.stderr
     assert host.snapshot() == before
-    assert host.calls("curl") == [] and host.calls("mkfs.xfs") == [] and host.calls("mount") == []
+    assert s3_copies(host) == [] and host.calls("mkfs.xfs") == [] and host.calls("mount") == []
     assert host.calls("useradd") == []
     assert "etcd 3.6.14 is installed" in result.stderr
     assert "wrote" not in result.stderr
+
+
+def test_an_installed_etcd_is_not_installed_again_however_much_it_prints(instance):
+    # The stub etcd prints 2000 lines after its version: a pipe into `grep -q` would kill it with SIGPIPE.
+    host = instance()
+    assert host.run().returncode == 0
+    for _ in range(5):
+        host.log.unlink()
+        result = host.run()
+        assert result.returncode == 0, result.stderr
+        assert s3_copies(host) == [], result.stderr
+        assert "etcd 3.6.14 is installed" in result.stderr
+
+
+def test_another_installed_version_is_replaced(instance):
+    host = instance()
+    etcd = Path(host.paths.bin_dir, "etcd")
+    etcd.parent.mkdir(parents=True, exist_ok=True)
+    etcd.write_text("#!/bin/sh\necho 'etcd Version: 3.6.13'\n")
+    etcd.chmod(0o755)
+    result = host.run()
+    assert result.returncode == 0, result.stderr
+    assert len(s3_copies(host)) == 1
+    assert "installed etcd 3.6.14 (amd64)" in result.stderr
 
 
 def run_refresh(host: Instance) -> subprocess.CompletedProcess:
@@ -281,7 +328,7 @@ def test_refresh_tls_fetches_again_and_restarts_etcd_only_on_a_change(instance):
     assert Path(host.paths.key_file).read_text() == key + "\n"
     assert Path(host.paths.ca_file).read_text().count("BEGIN CERTIFICATE") == 2
     assert host.calls("systemctl") == ["systemctl restart etcd.service"]
-    assert host.calls("mkfs.xfs") == [] and host.calls("curl") == []
+    assert host.calls("mkfs.xfs") == [] and s3_copies(host) == []
 
 
 def test_the_file_system_grows_to_a_grown_volume_while_etcd_runs(instance):

@@ -158,3 +158,41 @@ def test_the_sandbox_runs_the_version_its_stack_pins(tmp_path, monkeypatch):
         assert (box.directory / "bin" / "etcdutl").resolve() == built(NEWEST_3_5) / "etcdutl"
     finally:
         sandbox.down(box.directory)
+
+
+def _fake_install(cache, version: str, payload: bytes = b"binary") -> None:
+    home = cache / version
+    home.mkdir(parents=True)
+    for tool in binaries.TOOLS:
+        (home / tool).write_bytes(payload + tool.encode())
+        (home / tool).chmod(0o755)
+
+
+def test_a_packed_release_is_laid_out_like_the_official_one_and_packs_to_the_same_bytes(tmp_path):
+    import tarfile
+
+    _fake_install(tmp_path, "3.6.16")
+    first = binaries.release_tarball("3.6.16", cache=tmp_path, arch="amd64").read_bytes()
+    (tmp_path / "3.6.16" / "etcd").touch()  # a newer mtime on disk changes nothing
+    second = binaries.release_tarball("3.6.16", cache=tmp_path, arch="amd64")
+    assert second.read_bytes() == first
+    assert second.name == "etcd-v3.6.16-linux-amd64.tar.gz"
+    assert binaries.sha256_of(second) == hashlib.sha256(first).hexdigest()
+    with tarfile.open(second) as archive:
+        members = archive.getmembers()
+        assert [m.name for m in members] == ["etcd-v3.6.16-linux-amd64", *(f"etcd-v3.6.16-linux-amd64/{t}"
+                                                                          for t in ("etcd", "etcdctl", "etcdutl"))]
+        assert {(m.uid, m.gid, m.mtime) for m in members} == {(0, 0, binaries.PACKED_MTIME)}
+        assert archive.extractfile("etcd-v3.6.16-linux-amd64/etcd").read() == b"binaryetcd"
+
+
+def test_other_binaries_pack_to_another_sum(tmp_path):
+    _fake_install(tmp_path / "a", "3.6.16")
+    _fake_install(tmp_path / "b", "3.6.16", payload=b"other")
+    assert binaries.sha256_of(binaries.release_tarball("3.6.16", cache=tmp_path / "a", arch="amd64")) != \
+        binaries.sha256_of(binaries.release_tarball("3.6.16", cache=tmp_path / "b", arch="amd64"))
+
+
+def test_the_machine_version_is_built_by_default():
+    assert binaries.MACHINE_VERSION in binaries.built_versions()
+    assert binaries.MACHINE_VERSION not in binaries.releases.SHA256
