@@ -44,6 +44,9 @@ class Paths:
     sbin_dir: str = "/usr/local/sbin"
     unit_dir: str = "/etc/systemd/system"
     backup_state_dir: str = "/var/lib/etcd-backup"
+    # Snapshots are staged on the data volume, sized for them (/tmp is a tmpfs of half the memory on AL2023), in
+    # a directory of the backup's own: the unit runs as etcd with a read-only root and data mount.
+    backup_staging_dir: str = "/var/lib/etcd/backup-staging"
     metrics_state_dir: str = "/var/lib/etcd-metrics"
     fstab: str = "/etc/fstab"
     devices: str = "/dev"
@@ -382,14 +385,15 @@ def _state_directory(path: str) -> str:
     """systemd's StateDirectory= names a directory under /var/lib, and creates it owned by the unit's user."""
     relative = PurePosixPath(path).relative_to("/var/lib")
     if not relative.parts:
-        raise ValueError(f"the backup state directory {path} must be a directory below /var/lib")
+        raise ValueError(f"a unit's state directory {path} must be a directory below /var/lib")
     return str(relative)
 
 
 def backup_units(cluster: ClusterSettings, paths: Paths) -> tuple[str, str]:
     """The service that runs the backup script, and the timer that runs the service."""
     service = render_template("etcd-backup.service.j2", cluster_name=cluster.name, script=paths.script("etcd-backup"),
-                              state_directory=_state_directory(paths.backup_state_dir))
+                              state_directory=_state_directory(paths.backup_state_dir),
+                              staging_directory=_state_directory(paths.backup_staging_dir))
     timer = render_template("etcd-backup.timer.j2", cluster_name=cluster.name,
                             interval_minutes=cluster.backup.interval_minutes)
     return service, timer

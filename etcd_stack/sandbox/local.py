@@ -43,6 +43,7 @@ def local_paths(base: Path, member: MemberPlan) -> Paths:
         sbin_dir=str(home),
         unit_dir=str(home),
         backup_state_dir=str(home / "backup-state"),
+        backup_staging_dir=str(home / "backup-staging"),
         metrics_state_dir=str(home / "metrics-state"),
         fstab=str(home / "fstab"),
         devices=str(home / "dev"),

@@ -170,9 +170,15 @@ def test_compressed_user_data_comes_back_and_repeats():
 
 
 def test_snapshots_are_staged_on_the_data_volume_never_in_tmp():
-    cluster = settings()
-    for script in (rendering.backup_script(cluster, MEMBERS[0], Paths()),
-                   rendering.restore_script(cluster, MEMBERS[0], Paths())):
-        assert "readonly STAGING_DIR=/var/lib/etcd\n" in script
+    cluster, paths = settings(), Paths()
+    # The timer's backup runs as etcd under a read-only root: it stages in a state directory systemd makes for it
+    # on the data volume. The restore runs as root over Run Command and stages beside the data directory.
+    backup = rendering.backup_script(cluster, MEMBERS[0], paths)
+    service, _ = rendering.backup_units(cluster, paths)
+    assert "readonly STAGING_DIR=/var/lib/etcd/backup-staging\n" in backup
+    assert "StateDirectory=etcd-backup etcd/backup-staging\n" in service
+    restore = rendering.restore_script(cluster, MEMBERS[0], paths)
+    assert "readonly STAGING_DIR=/var/lib/etcd\n" in restore
+    for script, prefix in ((backup, "snapshot."), (restore, ".etcd-restore.")):
         (made,) = [line.strip() for line in script.splitlines() if "mktemp" in line]
-        assert made.startswith('work=$(mktemp -d "$STAGING_DIR/.etcd-')
+        assert made.startswith(f'work=$(mktemp -d "$STAGING_DIR/{prefix}')
