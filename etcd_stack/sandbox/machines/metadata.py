@@ -286,6 +286,8 @@ _FREE = """
 import socket, sys
 for host, port in ((sys.argv[1], int(sys.argv[2])), ("127.0.0.1", int(sys.argv[3]))):
     with socket.socket() as probe:
+        # As the servers bind: a connection of the last instance's in TIME_WAIT is no listener.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
