@@ -25,6 +25,8 @@ from etcd_stack.ops.transport import BadInput, OperationError, Transport
 from etcd_stack.preview import offline
 from etcd_stack.sandbox import cluster as sandbox
 from etcd_stack.sandbox import local as sandbox_local
+from etcd_stack.sandbox.machines.fleet import FleetError
+from etcd_stack.sandbox.machines.transport import MachineTransport
 from etcd_stack.sandbox.transport import SandboxTransport
 from etcd_stack.tags import MEMBER_TAG
 
@@ -120,9 +122,14 @@ def sandbox_down(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- day-2 procedures: the same verbs on a stack (SSM) and on a sandbox (local processes) --------------
+# --- day-2 procedures: the same verbs on a stack (SSM), a sandbox (local processes) and machines --------
 
 def transport(args: argparse.Namespace) -> Transport:
+    if args.machines is not None:
+        try:
+            return MachineTransport(args.machines.resolve())
+        except FleetError as error:
+            raise UsageError(f"--machines: {error}") from None
     if args.sandbox is not None:
         try:
             return SandboxTransport(sandbox.Sandbox.load(args.sandbox.resolve()))
@@ -303,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
         where = parser.add_mutually_exclusive_group(required=True)
         where.add_argument("--stack", help="a deployed stack: members found by their tags, reached through SSM")
         where.add_argument("--sandbox", type=Path, metavar="DIR", help="a sandbox's directory (`sandbox up --dir`)")
+        where.add_argument("--machines", type=Path, metavar="DIR",
+                           help="members booted as machines (the tests' fleet directory), reached as Run Command would")
         parser.add_argument("--project-dir", type=Path, default=offline.PROJECT_DIR, help=argparse.SUPPRESS)
         parser.set_defaults(handler=handler)
         return parser

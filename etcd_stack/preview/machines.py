@@ -8,9 +8,12 @@ import base64
 from collections.abc import Iterator
 
 from etcd_stack.cloud.release import PREFIX as RELEASE_PREFIX
+from etcd_stack.config import Bootstrap
 from etcd_stack.preview.offline import OfflineRun, Registered
 from etcd_stack.preview.wire import reveal
 from etcd_stack.sandbox.machines import aws
+from etcd_stack.sandbox.machines.balancer import BalancerPlan, Target
+from etcd_stack.sandbox.machines.discovery import DiscoveryPlan, token_of
 from etcd_stack.sandbox.machines.fleet import FleetPlan, MemberSpec
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -26,6 +29,10 @@ OBJECT_LOCK = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguratio
 ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
 OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2"
 DYNAMIC = "pulumi-python:dynamic:Resource"
+BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+ATTACHMENT = "aws:lb/targetGroupAttachment:TargetGroupAttachment"
 MEMBER_TAG = "etcd-member"
 
 
@@ -103,18 +110,51 @@ def _bucket(run: OfflineRun, resource: Registered, release: bytes | None) -> aws
     return aws.Bucket(name=name, versioning=versioning, object_lock=lock, kms_key=kms_key, objects=objects)
 
 
+def parameters(run: OfflineRun) -> tuple[aws.Parameter, ...]:
+    """The SSM parameters the program writes: the members' keys, certificates and CA bundle (SecureStrings)."""
+    return tuple(aws.Parameter(name=p.inputs["name"], type=p.inputs["type"], value=reveal(p.inputs["value"]),
+                               kms_key=p.inputs.get("keyId"))
+                 for p in run.of_type(PARAMETER))
+
+
 def seed(run: OfflineRun, release: bytes | None = None) -> aws.Seed:
-    """The stack's KMS keys, SSM parameters (the members' SecureStrings from its own PKI) and buckets, with the
-    etcd release tarball (whose bytes the program fetches or builds at `pulumi up`) given as `release`."""
-    parameters = tuple(
-        aws.Parameter(name=p.inputs["name"], type=p.inputs["type"], value=reveal(p.inputs["value"]),
-                      kms_key=p.inputs.get("keyId"))
-        for p in run.of_type(PARAMETER))
+    """The stack's KMS keys, SSM parameters and buckets, with the etcd release tarball (whose bytes the program
+    fetches or builds at `pulumi up`) given as `release`."""
     return aws.Seed(region=run.config.region, keys=tuple(key.state["arn"] for key in run.of_type(KEY)),
                     buckets=tuple(_bucket(run, bucket, release) for bucket in run.of_type(BUCKET)),
-                    parameters=parameters)
+                    parameters=parameters(run))
+
+
+def load_balancer(run: OfflineRun, specs: tuple[MemberSpec, ...]) -> BalancerPlan:
+    """The internal NLB as the program makes it: its address per subnet, its listener, its target group's targets
+    and health check."""
+    (balancer,) = run.of_type(BALANCER)
+    (group,) = run.of_type(TARGET_GROUP)
+    (listener,) = run.of_type(LISTENER)
+    check = group.inputs["healthCheck"]
+    names = {spec.address: spec.name for spec in specs}
+    attachments = sorted(run.of_type(ATTACHMENT), key=lambda a: names[a.inputs["targetId"]])
+    (target_port,) = {int(a.inputs["port"]) for a in attachments}
+    return BalancerPlan(
+        addresses=tuple(m["privateIpv4Address"] for m in balancer.inputs["subnetMappings"]),
+        port=int(listener.inputs["port"]),
+        targets=tuple(Target(names[a.inputs["targetId"]], a.inputs["targetId"]) for a in attachments),
+        target_port=target_port, check_port=int(check["port"]), check_path=check["path"],
+        check_status=check["matcher"], interval_s=int(check["interval"]),
+        healthy_threshold=int(check["healthyThreshold"]), unhealthy_threshold=int(check["unhealthyThreshold"]))
+
+
+def discovery_plan(run: OfflineRun, specs: tuple[MemberSpec, ...]) -> DiscoveryPlan | None:
+    """With bootstrap `discovery`: the token of the stack's discovery URL, for as many members as it plans."""
+    if run.config.bootstrap != Bootstrap.DISCOVERY:
+        return None
+    if not run.config.discovery_url:
+        raise ValueError("the machines need etcd:discoveryUrl set to a URL of the discovery stand-in "
+                         "(sandbox/machines/discovery.py new_url)")
+    return DiscoveryPlan(token=token_of(run.config.discovery_url), size=len(specs))
 
 
 def plan(run: OfflineRun, release: bytes | None = None) -> FleetPlan:
-    return FleetPlan(region=run.config.region, members=members(run), hosts=hosts(run), volume_gib=volume_gib(run),
-                     seed=seed(run, release))
+    specs = members(run)
+    return FleetPlan(region=run.config.region, members=specs, hosts=hosts(run), volume_gib=volume_gib(run),
+                     seed=seed(run, release), balancer=load_balancer(run, specs), discovery=discovery_plan(run, specs))

@@ -298,7 +298,8 @@ def release_tarball(version: str, cache: Path | None = None, arch: str | None = 
                 with source.open("rb") as stream:
                     archive.addfile(info, stream)
     target = home.parent / f"{top}.tar.gz"
-    staged = target.with_suffix(".partial")
+    # A name of this process's own: two test runs sharing the cache pack the same bytes side by side.
+    staged = target.with_name(f"{target.name}.{os.getpid()}.partial")
     with staged.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
         zipped.write(packed.getvalue())
     staged.replace(target)

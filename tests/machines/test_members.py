@@ -141,3 +141,40 @@ def test_the_etcd_unit_cannot_reach_the_metadata_service_while_the_backup_unit_c
     # them; here, under the unit's own properties, the token request is answered too.
     backup = cluster.sh("etcd-0", "systemctl show etcd-backup.service --property=IPAddressDeny --value")
     assert METADATA not in backup.stdout, backup.stdout
+
+
+def test_the_load_balancer_spreads_clients_and_admits_only_healthy_members(cluster: Cluster):
+    from etcd_stack.sandbox.machines import balancer
+
+    home = cluster.home
+    client = next(name for name in cluster.plan.hosts if name.startswith("client."))
+    ask = ("for n in $(seq 12); do curl --silent --show-error --max-time 5 --cacert /etc/etcd/pki/ca.crt "
+           "--cert /etc/etcd/pki/member.crt --key /etc/etcd/pki/member.key -X POST -d '{}' "
+           f"https://{client}:2379/v3/maintenance/status; echo; done")
+
+    def answered_by() -> list[str]:
+        result = cluster.sh("etcd-0", ask)
+        assert result.returncode == 0, result
+        return [json.loads(line)["header"]["member_id"] for line in result.stdout.splitlines() if line.strip()]
+
+    def admitted(expected: list[str]) -> list[str]:
+        # A target is admitted after two good checks 10 s apart, and dropped after two failed ones.
+        deadline = time.monotonic() + 60
+        while balancer.targets_up(home) != expected and time.monotonic() < deadline:
+            time.sleep(1)
+        return balancer.targets_up(home)
+
+    ids = {member["ID"]: member["name"] for member in cluster.members()}
+    assert admitted(list(MEMBERS)) == list(MEMBERS)
+    # New connections go to every member, as the NLB spreads flows over its healthy targets.
+    assert {ids[member] for member in answered_by()} == set(MEMBERS)
+    stopped = "etcd-2"
+    assert cluster.sh(stopped, "systemctl stop etcd.service").returncode == 0
+    try:
+        assert admitted(["etcd-0", "etcd-1"]) == ["etcd-0", "etcd-1"]
+        # Every request is answered, none by the stopped member.
+        assert {ids[member] for member in answered_by()} == {"etcd-0", "etcd-1"}
+    finally:
+        assert cluster.sh(stopped, "systemctl start etcd.service").returncode == 0
+    assert admitted(list(MEMBERS)) == list(MEMBERS)
+    cluster.wait_healthy()

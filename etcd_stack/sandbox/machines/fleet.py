@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from etcd_stack.sandbox import processes
-from etcd_stack.sandbox.machines import aws, metadata, rootfs
+from etcd_stack.sandbox.machines import aws, balancer, discovery, metadata, rootfs
 from etcd_stack.sandbox.machines.machine import CGROUP_ROOT, Instance, Machine, Volume
 from etcd_stack.sandbox.machines.network import NETNS_DIR, Interface, World, exists
 
@@ -49,6 +49,8 @@ class FleetPlan:
     hosts: Mapping[str, str]  # the private zone's records
     volume_gib: int
     seed: aws.Seed
+    balancer: balancer.BalancerPlan
+    discovery: discovery.DiscoveryPlan | None = None  # with bootstrap `discovery`
 
 
 @dataclass
@@ -74,6 +76,9 @@ class FleetState:
     endpoint: str
     members: dict[str, MemberState] = field(default_factory=dict)
     aws_pid: int = 0
+    balancer_pid: int = 0
+    discovery_pids: list[int] = field(default_factory=list)
+    trusted_ca: str = ""  # what every instance trusts beside the system's CAs (the discovery stand-in's)
 
     def save(self) -> None:
         path = Path(self.home) / STATE_FILE
@@ -132,6 +137,11 @@ class Fleet:
             state.aws_pid = aws.start(world, home, report).pid
             state.save()
             aws.seed(world, plan.seed)
+            state.balancer_pid = balancer.start(world, plan.balancer, home, report)
+            state.save()
+            if plan.discovery:
+                state.discovery_pids, state.trusted_ca = discovery.start(world, plan.discovery, home, report)
+                state.save()
             for index, spec in enumerate(plan.members):
                 member = MemberState(name=spec.name, address=spec.address, subnet=spec.subnet,
                                      hostname=spec.hostname, availability_zone=spec.availability_zone, role=spec.role,
@@ -182,8 +192,9 @@ class Fleet:
         state.instance_home = instance.home
         self.state.save()
         machine = Machine(instance)
-        machine.prepare(self.base or _base(self.home, self.report), user_data, self.plan.hosts,
-                        {"AWS_ENDPOINT_URL": self.state.endpoint})
+        hosts = {**self.plan.hosts, **({discovery.HOST: discovery.ADDRESS} if self.plan.discovery else {})}
+        machine.prepare(self.base or _base(self.home, self.report), user_data, hosts,
+                        {"AWS_ENDPOINT_URL": self.state.endpoint}, self.state.trusted_ca)
         machine.boot(Volume(Path(state.volume)).attach())
         self.report(f"{member}: instance {instance_id} booting")
         if wait:
@@ -260,6 +271,10 @@ def down(home: Path, report: Report = print) -> None:
         attempt(f"stopping {name}'s metadata service", lambda m=member: _stop_all(m.metadata_pids))
     if state.aws_pid:
         attempt("stopping the AWS stand-in", lambda: processes.stop_pid(state.aws_pid))
+    if state.balancer_pid:
+        attempt("stopping the load balancer", lambda: processes.stop_pid(state.balancer_pid))
+    for pid in state.discovery_pids:
+        attempt("stopping the discovery service", lambda p=pid: processes.stop_pid(p))
     world = world_of(state)
     for member in state.members.values():
         attempt(f"removing {member.name}'s interface", _interface(world, member).destroy)

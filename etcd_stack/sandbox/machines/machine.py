@@ -122,8 +122,10 @@ class Machine:
         self.instance = instance
 
     # -- creating -------------------------------------------------------------------------------------------
-    def prepare(self, base: Path, user_data: bytes, hosts: Mapping[str, str], environment: Mapping[str, str]) -> None:
-        """A fresh root (an overlay over the unpacked base: the copy of the AMI this instance boots) with the seed."""
+    def prepare(self, base: Path, user_data: bytes, hosts: Mapping[str, str], environment: Mapping[str, str],
+                trusted_ca: str = "") -> None:
+        """A fresh root (an overlay over the unpacked base: the copy of the AMI this instance boots) with the seed;
+        `trusted_ca` is added to the system's CA bundle."""
         directory = self.instance.directory
         for name in ("upper", "work", "root"):
             (directory / name).mkdir(parents=True, exist_ok=True)
@@ -157,6 +159,10 @@ class Machine:
         dropin.mkdir(parents=True, exist_ok=True)
         assignments = " ".join(f'"{key}={value}"' for key, value in sorted(environment.items()))
         (dropin / "90-etcd-machines.conf").write_text(f"[Manager]\nDefaultEnvironment={assignments}\n")
+        if trusted_ca:
+            # Seam: a stand-in's CA (discovery.etcd.io's) joins the public CAs the image trusts.
+            with (root / "etc/ssl/certs/ca-certificates.crt").open("a") as bundle:
+                bundle.write(trusted_ca)
 
     def boot(self, volume_device: str) -> None:
         """Starts the instance under a supervisor that boots it again when it reboots itself (as EC2 does)."""
