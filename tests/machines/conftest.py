@@ -5,7 +5,9 @@ instance. A module's machines are booted once for its tests and torn down after 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,10 +17,11 @@ import pytest
 
 from etcd_stack.preview import machines, offline
 from etcd_stack.preview.wire import reveal
-from etcd_stack.sandbox import binaries
+from etcd_stack.sandbox import binaries, processes
 from etcd_stack.sandbox.gateway import Gateway, Health, health
 from etcd_stack.sandbox.machines import aws, fleet
-from etcd_stack.sandbox.machines.network import World
+from etcd_stack.sandbox.machines.machine import CGROUP_ROOT
+from etcd_stack.sandbox.machines.network import NETNS_DIR, World
 
 REQUIRED = ("systemd-nspawn", "losetup", "nsenter", "ip", "haproxy")
 HEALTHY_TIMEOUT_S = 120
@@ -116,6 +119,36 @@ class Cluster:
         return self.in_world(list_them)
 
 
+def leftovers(home: Path) -> list[str]:
+    """What a fleet in `home` could leave behind: mounts, loop devices, processes, cgroups."""
+    found = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+             if str(home) in line.split()[4]]
+    loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], capture_output=True,
+                           text=True, check=True).stdout
+    found += [f"loop device {line.strip()}" for line in loops.splitlines() if str(home) in line]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(home) in command:
+            found.append(f"process {proc.name}: {command[:120]}")
+    aws_pid = home / "aws.pid"
+    if aws_pid.exists() and processes.alive(int(aws_pid.read_text())):
+        found.append(f"the AWS stand-in (pid {aws_pid.read_text().strip()})")
+    instances = home / "instances"
+    for instance in instances.iterdir() if instances.exists() else []:
+        if (CGROUP_ROOT / instance.name).exists():
+            found.append(f"cgroup {CGROUP_ROOT / instance.name}")
+    return found
+
+
+def namespaces() -> set[str]:
+    return set(os.listdir(NETNS_DIR)) if NETNS_DIR.exists() else set()
+
+
 def require_machine_tools() -> None:
     missing = [tool for tool in REQUIRED if shutil.which(tool) is None]
     if missing:
@@ -137,6 +170,7 @@ def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Clu
         started = fleet.Fleet.start(home, plan, machines.user_data(run), report=print, held=held)
         return Cluster(home, run, plan, started)
 
+    before = namespaces()
     yield start
     failures = []
     for home in homes:
@@ -144,6 +178,8 @@ def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Clu
             fleet.down(home)
         except fleet.FleetError as error:
             failures.append(str(error))
+        failures += leftovers(home)
+    failures += [f"network namespace {name}" for name in namespaces() - before]
     assert not failures, failures
 
 
