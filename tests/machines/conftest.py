@@ -145,8 +145,9 @@ def leftovers(home: Path) -> list[str]:
     return found
 
 
-def namespaces() -> set[str]:
-    return set(os.listdir(NETNS_DIR)) if NETNS_DIR.exists() else set()
+def namespaces(run: str) -> set[str]:
+    """The network namespaces of the fleet named `run` (other fleets may run beside it)."""
+    return {name for name in os.listdir(NETNS_DIR) if name.startswith(f"{run}-")} if NETNS_DIR.exists() else set()
 
 
 def require_machine_tools() -> None:
@@ -160,26 +161,24 @@ def require_machine_tools() -> None:
 def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Cluster]]:
     """Boots the dev stack's members (all, or all but `held`) once per module; tears them down after it."""
     require_machine_tools()
-    homes: list[Path] = []
+    fleets: list[tuple[Path, str]] = []
 
     def start(held: tuple[str, ...] = (), **overrides: str) -> Cluster:
-        home = tmp_path_factory.mktemp("machines")
-        homes.append(home)
+        home, name = tmp_path_factory.mktemp("machines"), fleet.new_run()
+        fleets.append((home, name))
         run = render(**overrides)
         plan = machines.plan(run, release=binaries.release_tarball(binaries.MACHINE_VERSION).read_bytes())
-        started = fleet.Fleet.start(home, plan, machines.user_data(run), report=print, held=held)
+        started = fleet.Fleet.start(home, plan, machines.user_data(run), report=print, held=held, run=name)
         return Cluster(home, run, plan, started)
 
-    before = namespaces()
     yield start
     failures = []
-    for home in homes:
+    for home, name in fleets:
         try:
             fleet.down(home)
         except fleet.FleetError as error:
             failures.append(str(error))
-        failures += leftovers(home)
-    failures += [f"network namespace {name}" for name in namespaces() - before]
+        failures += leftovers(home) + [f"network namespace {netns}" for netns in namespaces(name)]
     assert not failures, failures
 
 

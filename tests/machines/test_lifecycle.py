@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from etcd_stack.ops.gate import Gate, GatePolicy
+from etcd_stack.ops.probes import TransportProbe
 from etcd_stack.preview import machines
 from etcd_stack.sandbox import binaries
 from etcd_stack.sandbox.gateway import GatewayError
+from etcd_stack.sandbox.machines.transport import MachineTransport
 from tests.machines.conftest import Cluster, render
 
 pytestmark = pytest.mark.machines
@@ -132,13 +135,21 @@ def test_a_reboot_brings_the_member_back_with_its_volume_and_its_id(cluster: Clu
 def test_a_roll_to_new_user_data_keeps_every_member_and_every_acknowledged_write(cluster: Cluster):
     before = ids(cluster)
     rolled = machines.user_data(render(**ROLLED))
-    replaced = {}
+    members = ["etcd-0", "etcd-1", "etcd-2"]
+    # Each member as `pulumi up` replaces it: the gate before (sound cluster, leadership moved away), the instance
+    # replaced, the gate after (the new instance back, a voter, healthy and caught up), through the machines.
+    gate = Gate(TransportProbe(lambda: MachineTransport(cluster.home)), GatePolicy(interval_s=1.0))
+    replaced, leaders = {}, []
     with Writer(cluster) as writer:
-        for name in ("etcd-0", "etcd-1", "etcd-2"):
+        for name in members:
+            gate.before(name, members)
+            leaders.append(gate.probe.view().leaders[0].name)
             old = cluster.fleet.machine(name).instance.instance_id
             replaced[name] = (old, cluster.fleet.replace(name, rolled[name]))
-            cluster.wait_healthy()
+            gate.after(name, members, instance=replaced[name][1])
     assert all(old != new for old, new in replaced.values()), replaced
+    # No member was the leader when its instance went.
+    assert all(leader != name for leader, name in zip(leaders, members, strict=True)), leaders
     assert ids(cluster) == before
     assert len(writer.acknowledged) > 50, (len(writer.acknowledged), writer.failures)
     for name in ("etcd-0", "etcd-1", "etcd-2"):

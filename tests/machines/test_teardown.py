@@ -19,20 +19,21 @@ def test_a_start_that_fails_half_way_leaves_nothing_and_the_directory_starts_aga
     require_machine_tools()
     run = render()
     plan = machines.plan(run, release=binaries.release_tarball(binaries.MACHINE_VERSION).read_bytes())
-    before = namespaces()
+    name = fleet.new_run()
     # The world, the AWS stand-in, the load balancer and the first member's interface exist when its volume
     # cannot be made.
     broken = dataclasses.replace(plan, volume_gib=-1)
     with pytest.raises(OSError):
-        fleet.Fleet.start(tmp_path, broken, machines.user_data(run), report=print, held=("etcd-1", "etcd-2"))
+        fleet.Fleet.start(tmp_path, broken, machines.user_data(run), report=print, held=("etcd-1", "etcd-2"),
+                          run=name)
     assert leftovers(tmp_path) == []
-    assert namespaces() == before
+    assert namespaces(name) == set()
     assert not (tmp_path / fleet.STATE_FILE).exists()
     # Every instance held back: no machine boots, yet the whole world is made again in the same directory.
     every = tuple(member.name for member in plan.members)
-    started = fleet.Fleet.start(tmp_path, plan, machines.user_data(run), report=print, held=every)
-    assert len(namespaces() - before) == 1 + len(plan.members)
+    started = fleet.Fleet.start(tmp_path, plan, machines.user_data(run), report=print, held=every, run=name)
+    assert len(namespaces(name)) == 1 + len(plan.members)
     assert started.state.aws_pid and started.state.balancer_pid
     fleet.down(tmp_path)
     assert leftovers(tmp_path) == []
-    assert namespaces() == before
+    assert namespaces(name) == set()

@@ -106,6 +106,12 @@ def machine_of(member: MemberState) -> Machine:
     return Machine(Instance.load(Path(member.instance_home)))
 
 
+def new_run() -> str:
+    """A fleet's name: the prefix of its network namespaces and interfaces (short: an interface name has 15
+    characters at most)."""
+    return f"em{secrets.token_hex(3)}"
+
+
 def new_instance_id() -> str:
     return f"i-{secrets.token_hex(9)[:17]}"
 
@@ -119,14 +125,14 @@ class Fleet:
 
     @classmethod
     def start(cls, home: Path, plan: FleetPlan, user_data: Mapping[str, bytes], report: Report = print,
-              held: Sequence[str] = ()) -> Fleet:
+              held: Sequence[str] = (), run: str | None = None) -> Fleet:
         """Makes the world and boots every member not in `held` (those get an interface and a volume only, as an
-        instance whose launch is late)."""
+        instance whose launch is late). Every network namespace it makes is named after `run` (new_run())."""
         home = Path(home)
         home.mkdir(parents=True, exist_ok=True)
         if (home / STATE_FILE).exists():
             raise FleetError(f"{home} already holds machines: `down` them first")
-        run = f"em{secrets.token_hex(3)}"
+        run = run or new_run()
         state = FleetState(run=run, home=str(home), world=f"{run}-world", endpoint=aws.ENDPOINT)
         state.save()
         try:

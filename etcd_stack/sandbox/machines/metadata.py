@@ -295,11 +295,24 @@ for host, port in ((sys.argv[1], int(sys.argv[2])), ("127.0.0.1", int(sys.argv[3
 """
 
 
-def _check_free(netns: str) -> None:
-    result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", _FREE, ADDRESS, str(PORT),
-                             str(BACKEND_PORT)], capture_output=True, text=True, timeout=30, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"instance metadata cannot start in {netns}: {result.stderr.strip()}")
+FREE_WAIT_S = 10.0
+
+
+def _check_free(netns: str, wait_s: float = FREE_WAIT_S) -> None:
+    """Both ports free in `netns`; a previous instance's server may take a moment to let go of them."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", _FREE, ADDRESS, str(PORT),
+                                 str(BACKEND_PORT)], capture_output=True, text=True, timeout=30, check=False)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            holders = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Htanp"], capture_output=True, text=True,
+                                     timeout=30, check=False).stdout
+            ports = (f":{PORT} ", f":{BACKEND_PORT} ")
+            held = " | ".join(line for line in holders.splitlines() if any(port in line for port in ports))
+            raise RuntimeError(f"instance metadata cannot start in {netns}: {result.stderr.strip()}; sockets: {held}")
+        time.sleep(0.5)
 
 
 def _spawn(netns: str, command: list[str], home: Path, log: str) -> subprocess.Popen:
