@@ -165,7 +165,7 @@ def test_a_taken_address_fails_the_start_before_anything_runs(
     """A second stand-in in the same namespace finds the address taken, and is not fooled by the first one
     answering its readiness probe."""
     with pytest.raises(RuntimeError, match=r"169\.254\.169\.254:80 is in use"):
-        metadata.start(server.netns, IDENTITY, credentials, tmp_path)
+        metadata.start(server.netns, IDENTITY, credentials, tmp_path, free_wait_s=1.0)
     assert not (tmp_path / metadata.PID_FILE).exists()
     assert all(process.poll() is None for process in server.processes)
 

@@ -213,6 +213,11 @@ class Fleet:
         machine.stop()
         machine.release()
         machine.discard()
+        # Its metadata service ends with it.
+        state = self._member(member)
+        _stop_all(state.metadata_pids)
+        state.metadata_pids = []
+        self.state.save()
 
     def replace(self, member: str, user_data: bytes, blank_volume: bool = False) -> str:
         """What `pulumi up` does to a member whose instance is replaced: terminate, then launch from the new

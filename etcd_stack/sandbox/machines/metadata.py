@@ -214,8 +214,12 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+# A server's sockets it had accepted can outlive it in FIN-WAIT-2 for net.ipv4.tcp_fin_timeout (60 s).
+FREE_WAIT_S = 75.0
+
+
 def start(netns: str, identity: Identity, credentials: Credentials, home: Path,
-          report: Report = print, cache: Path | None = None) -> MetadataServer:
+          report: Report = print, cache: Path | None = None, free_wait_s: float = FREE_WAIT_S) -> MetadataServer:
     """Serves `identity` and `credentials` at 169.254.169.254:80 inside the network namespace `netns` and
     returns once an IMDSv2 token request and an instance-id read answer; a failed start leaves nothing
     running and raises with the logs' tails."""
@@ -226,7 +230,7 @@ def start(netns: str, identity: Identity, credentials: Credentials, home: Path,
     _run(["ip", "-n", netns, "link", "set", "lo", "up"])
     if f" {ADDRESS}/32 " not in _run(["ip", "-n", netns, "-o", "-4", "addr", "show", "dev", "lo"]):
         _run(["ip", "-n", netns, "addr", "add", f"{ADDRESS}/32", "dev", "lo"])
-    _check_free(netns)
+    _check_free(netns, free_wait_s)
     server = MetadataServer(netns, home)
     started = time.monotonic()
     try:
@@ -295,10 +299,7 @@ for host, port in ((sys.argv[1], int(sys.argv[2])), ("127.0.0.1", int(sys.argv[3
 """
 
 
-FREE_WAIT_S = 10.0
-
-
-def _check_free(netns: str, wait_s: float = FREE_WAIT_S) -> None:
+def _check_free(netns: str, wait_s: float) -> None:
     """Both ports free in `netns`; a previous instance's server may take a moment to let go of them."""
     deadline = time.monotonic() + wait_s
     while True:
