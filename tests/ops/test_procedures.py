@@ -269,3 +269,9 @@ def test_no_instances_and_no_credentials_exit_2(monkeypatch, capsys, tmp_path):
 def test_a_sandbox_directory_without_a_sandbox_exits_2(capsys, tmp_path):
     assert cli.main(["status", "--sandbox", str(tmp_path)]) == 2
     assert "--sandbox: " in capsys.readouterr().err
+
+
+def test_a_directory_without_machines_exits_2_with_one_line(capsys, tmp_path):
+    code = cli.main(["status", "--machines", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert (code, err) == (2, f"etcd-stack status: --machines: no machines in {tmp_path} (no fleet.json)\n")
