@@ -65,7 +65,6 @@ class MemberState:
     host_side: str
     volume: str
     instance_home: str = ""
-    metadata_pids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -188,13 +187,13 @@ class Fleet:
         instance = Instance(instance_id=instance_id, member=member, hostname=state.hostname, netns=state.netns,
                             home=str(self.home / "instances" / instance_id))
         Path(instance.home).mkdir(parents=True)
-        _stop_all(state.metadata_pids)
+        if state.instance_home:
+            _stop_metadata(Path(state.instance_home))
         # The new instance's identity and a new session of its role, as EC2 gives each instance.
         identity = metadata.Identity(instance_id=instance_id, region=self.plan.region,
                                      availability_zone=state.availability_zone, private_ip=state.address,
                                      hostname=state.hostname, role_name=state.role)
-        server = metadata.start(state.netns, identity, metadata.Credentials.fresh(), Path(instance.home), self.report)
-        state.metadata_pids = list(server.pids)
+        metadata.start(state.netns, identity, metadata.Credentials.fresh(), Path(instance.home), self.report)
         state.instance_home = instance.home
         self.state.save()
         machine = Machine(instance)
@@ -214,10 +213,7 @@ class Fleet:
         machine.release()
         machine.discard()
         # Its metadata service ends with it.
-        state = self._member(member)
-        _stop_all(state.metadata_pids)
-        state.metadata_pids = []
-        self.state.save()
+        _stop_metadata(machine.instance.directory)
 
     def replace(self, member: str, user_data: bytes, blank_volume: bool = False) -> str:
         """What `pulumi up` does to a member whose instance is replaced: terminate, then launch from the new
@@ -248,9 +244,9 @@ def _interface(world: World, member: MemberState) -> Interface:
                      address=ipaddress.ip_address(member.address), subnet=ipaddress.ip_network(member.subnet))
 
 
-def _stop_all(pids: Sequence[int]) -> None:
-    for pid in pids:
-        processes.stop_pid(pid)
+def _stop_metadata(instance_home: Path) -> None:
+    """The instance's metadata service, from the pid file it keeps in the instance's directory."""
+    metadata.stop_from(instance_home / metadata.PID_FILE)
 
 
 def down(home: Path, report: Report = print) -> None:
@@ -269,17 +265,16 @@ def down(home: Path, report: Report = print) -> None:
         except Exception as error:
             failures.append(f"{what}: {error}")
 
-    for name, member in state.members.items():
-        for instance_home in sorted((home / "instances").glob("*")) if (home / "instances").exists() else []:
-            try:
-                instance = Instance.load(instance_home)
-            except (OSError, ValueError):
-                continue
-            if instance.member == name:
-                machine = Machine(instance)
-                attempt(f"stopping {name} ({instance.instance_id})", machine.stop)
-                attempt(f"releasing {name} ({instance.instance_id})", machine.release)
-        attempt(f"stopping {name}'s metadata service", lambda m=member: _stop_all(m.metadata_pids))
+    for instance_home in sorted((home / "instances").glob("*")) if (home / "instances").exists() else []:
+        # Started before the instance's record is written: stopped whether or not the record is there.
+        attempt(f"stopping the metadata service of {instance_home.name}", lambda h=instance_home: _stop_metadata(h))
+        try:
+            instance = Instance.load(instance_home)
+        except (OSError, ValueError):
+            continue
+        machine, which = Machine(instance), f"{instance.member} ({instance.instance_id})"
+        attempt(f"stopping {which}", machine.stop)
+        attempt(f"releasing {which}", machine.release)
     if state.aws_pid:
         attempt("stopping the AWS stand-in", lambda: processes.stop_pid(state.aws_pid))
     if state.balancer_pid:
