@@ -18,7 +18,7 @@ import pytest
 from etcd_stack.preview import machines, offline
 from etcd_stack.preview.wire import reveal
 from etcd_stack.sandbox import binaries, processes
-from etcd_stack.sandbox.gateway import Gateway, Health, health
+from etcd_stack.sandbox.gateway import Gateway, GatewayError, Health, health
 from etcd_stack.sandbox.machines import aws, fleet
 from etcd_stack.sandbox.machines.machine import CGROUP_ROOT
 from etcd_stack.sandbox.machines.network import NETNS_DIR, World
@@ -66,6 +66,42 @@ class Cluster:
 
     def health(self, member: str) -> Health:
         return self.in_world(lambda: health(self.addresses[member], timeout=2))
+
+    def with_gateway(self, use: Callable[[Gateway], Any], timeout: float = 10.0) -> Any:
+        """`use` called with the operator's client, inside the world."""
+
+        def body() -> Any:
+            gateway = self.gateway(timeout=timeout)
+            try:
+                return use(gateway)
+            finally:
+                gateway.close()
+
+        return self.in_world(body)
+
+    def write(self, items: dict[str, str]) -> None:
+        """Each key through the first member that takes it."""
+
+        def put(gateway: Gateway) -> None:
+            for key, value in items.items():
+                for address in self.addresses.values():
+                    try:
+                        gateway.put(address, key, value)
+                        break
+                    except (GatewayError, OSError):
+                        continue
+                else:
+                    raise AssertionError(f"no member took {key}")
+
+        self.with_gateway(put)
+
+    def stored(self, prefix: str, member: str = "etcd-0", serializable: bool = False) -> dict[str, str]:
+        """Every key under `prefix` as `member` answers (serializable: what it holds itself, not the leader)."""
+        return self.with_gateway(lambda g: g.range_prefix(self.addresses[member], prefix, serializable=serializable))
+
+    def ids(self) -> dict[str, str]:
+        """Member name -> etcd member ID, for the members that have a name (have started)."""
+        return {member["name"]: member["ID"] for member in self.members() if member.get("name")}
 
     def members(self) -> list[dict[str, Any]]:
         """etcd's member list as the first member that answers gives it."""

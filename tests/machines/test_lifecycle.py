@@ -31,40 +31,6 @@ def cluster(boot) -> Cluster:
     return started
 
 
-def ids(cluster: Cluster) -> dict[str, str]:
-    return {member["name"]: member["ID"] for member in cluster.members() if member.get("name")}
-
-
-def put(cluster: Cluster, key: str, value: str) -> None:
-    def write() -> None:
-        gateway = cluster.gateway()
-        try:
-            for address in cluster.addresses.values():
-                try:
-                    gateway.put(address, key, value)
-                    return
-                except (GatewayError, OSError):
-                    continue
-            raise AssertionError(f"no member took {key}")
-        finally:
-            gateway.close()
-
-    cluster.in_world(write)
-
-
-def local_keys(cluster: Cluster, member: str, prefix: str) -> dict[str, str]:
-    """What `member` itself holds under `prefix` (a serializable read, not forwarded to the leader)."""
-
-    def read() -> dict[str, str]:
-        gateway = cluster.gateway()
-        try:
-            return gateway.range_prefix(cluster.addresses[member], prefix, serializable=True)
-        finally:
-            gateway.close()
-
-    return cluster.in_world(read)
-
-
 class Writer:
     """Writes /rolling/<n> through every member in turn until stopped; records what was acknowledged."""
 
@@ -102,27 +68,28 @@ class Writer:
 
 
 def test_a_member_whose_first_boot_is_late_joins_as_planned_and_keeps_its_id(cluster: Cluster):
-    planned = ids(cluster)
+    planned = cluster.ids()
     # The two that booted formed the cluster; etcd-2 is listed by the name the initial cluster gives it.
     assert set(planned) == {"etcd-0", "etcd-1", "etcd-2"}, planned
-    put(cluster, "/late/before", "written while etcd-2 had no instance")
+    cluster.write({"/late/before": "written while etcd-2 had no instance"})
     cluster.fleet.launch("etcd-2", machines.user_data(cluster.run)["etcd-2"])
     cluster.wait_healthy()
-    assert ids(cluster) == planned
+    assert cluster.ids() == planned
     log = cluster.journal("etcd-2", "cloud-final.service")
     assert "etcd-2 has not started before: it joins as planned" in log, log[-2000:]
     assert "lost its data" not in log and "learner" not in log, log[-2000:]
     assert not any(member.get("isLearner") for member in cluster.members())
-    assert local_keys(cluster, "etcd-2", "/late/") == {"/late/before": "written while etcd-2 had no instance"}
+    late = cluster.stored("/late/", "etcd-2", serializable=True)
+    assert late == {"/late/before": "written while etcd-2 had no instance"}
 
 
 def test_a_reboot_brings_the_member_back_with_its_volume_and_its_id(cluster: Cluster):
-    before = ids(cluster)
+    before = cluster.ids()
     machine = cluster.fleet.machine("etcd-1")
     instance = machine.instance.instance_id
     machine.reboot(REBOOT_TIMEOUT_S)
     cluster.wait_healthy()
-    assert ids(cluster) == before
+    assert cluster.ids() == before
     assert cluster.fleet.machine("etcd-1").instance.instance_id == instance
     # The volume came back through /etc/fstab, and etcd started from it (cloud-init's bootstrap ran only once).
     mounted = cluster.sh("etcd-1", "findmnt --noheadings --output SOURCE,FSTYPE /var/lib/etcd")
@@ -133,7 +100,7 @@ def test_a_reboot_brings_the_member_back_with_its_volume_and_its_id(cluster: Clu
 
 
 def test_a_roll_to_new_user_data_keeps_every_member_and_every_acknowledged_write(cluster: Cluster):
-    before = ids(cluster)
+    before = cluster.ids()
     rolled = machines.user_data(render(**ROLLED))
     members = ["etcd-0", "etcd-1", "etcd-2"]
     # Each member as `pulumi up` replaces it: the gate before (sound cluster, leadership moved away), the instance
@@ -150,10 +117,10 @@ def test_a_roll_to_new_user_data_keeps_every_member_and_every_acknowledged_write
     assert all(old != new for old, new in replaced.values()), replaced
     # No member was the leader when its instance went.
     assert all(leader != name for leader, name in zip(leaders, members, strict=True)), leaders
-    assert ids(cluster) == before
+    assert cluster.ids() == before
     assert len(writer.acknowledged) > 50, (len(writer.acknowledged), writer.failures)
     for name in ("etcd-0", "etcd-1", "etcd-2"):
-        held = local_keys(cluster, name, "/rolling/")
+        held = cluster.stored("/rolling/", name, serializable=True)
         missing = set(writer.acknowledged) - set(held)
         assert not missing, (name, sorted(missing)[:5])
         config = cluster.sh(name, "cat /etc/etcd/etcd.yaml").stdout
@@ -161,11 +128,11 @@ def test_a_roll_to_new_user_data_keeps_every_member_and_every_acknowledged_write
 
 
 def test_a_member_replaced_with_a_blank_volume_rejoins_as_a_learner_and_is_promoted(cluster: Cluster):
-    before = ids(cluster)
-    put(cluster, "/blank/kept", "on the others")
+    before = cluster.ids()
+    cluster.write({"/blank/kept": "on the others"})
     cluster.fleet.replace("etcd-2", machines.user_data(render(**ROLLED))["etcd-2"], blank_volume=True)
     cluster.wait_healthy()
-    after = ids(cluster)
+    after = cluster.ids()
     assert after["etcd-2"] != before["etcd-2"]
     assert {k: v for k, v in after.items() if k != "etcd-2"} == {k: v for k, v in before.items() if k != "etcd-2"}
     assert not any(member.get("isLearner") for member in cluster.members())
@@ -173,7 +140,7 @@ def test_a_member_replaced_with_a_blank_volume_rejoins_as_a_learner_and_is_promo
     for step in ("data volume /dev/xvdf is blank", "etcd-2 lost its data: removing its old entry",
                  "etcd-2 added as a learner", "etcd-2 promoted to a voting member"):
         assert step in log, (step, log[-3000:])
-    assert local_keys(cluster, "etcd-2", "/blank/") == {"/blank/kept": "on the others"}
+    assert cluster.stored("/blank/", "etcd-2", serializable=True) == {"/blank/kept": "on the others"}
 
 
 def test_the_bootstrap_run_again_finds_etcd_installed_every_time(cluster: Cluster):

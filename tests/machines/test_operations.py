@@ -35,31 +35,8 @@ def etcd_stack(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, check=False)
 
 
-def with_gateway(cluster: Cluster, use: Any) -> Any:
-    def body() -> Any:
-        gateway = cluster.gateway(timeout=10)
-        try:
-            return use(gateway)
-        finally:
-            gateway.close()
-
-    return cluster.in_world(body)
-
-
-def write(cluster: Cluster, items: dict[str, str]) -> None:
-    with_gateway(cluster, lambda g: [g.put(cluster.addresses["etcd-0"], k, v) for k, v in items.items()])
-
-
-def stored(cluster: Cluster, prefix: str, member: str = "etcd-0") -> dict[str, str]:
-    return with_gateway(cluster, lambda g: g.range_prefix(cluster.addresses[member], prefix))
-
-
-def ids(cluster: Cluster) -> dict[str, str]:
-    return {member["name"]: member["ID"] for member in cluster.members()}
-
-
 def test_status_backup_and_snapshots_from_the_command_line(cluster: Cluster):
-    write(cluster, {f"kept/{i:02d}": f"value {i}" for i in range(20)})
+    cluster.write({f"kept/{i:02d}": f"value {i}" for i in range(20)})
     status = etcd_stack(cluster, "status")
     assert status.returncode == 0, status
     for name in MEMBERS:
@@ -87,13 +64,13 @@ def test_refresh_tls_fetches_rotated_keys_one_member_at_a_time(cluster: Cluster)
     def member_keys() -> dict[str, str]:
         return {name: cluster.sh(name, "cat /etc/etcd/pki/member.key").stdout.strip() for name in MEMBERS}
 
-    old_keys, before = member_keys(), ids(cluster)
+    old_keys, before = member_keys(), cluster.ids()
     cluster.in_world(store)
     result = etcd_stack(cluster, "refresh-tls")
     assert result.returncode == 0, result
     for name in MEMBERS:
         assert f"  {name}  new TLS files, restarted, healthy" in result.stdout, result.stdout
-    assert ids(cluster) == before
+    assert cluster.ids() == before
     # Each member now holds the key of the new generation, the one the stack stored for it.
     new_keys, stored_values = member_keys(), {p.value.strip() for p in changed}
     for name in MEMBERS:
@@ -109,15 +86,15 @@ def test_defrag_defragments_every_member_the_leader_last(cluster: Cluster):
 
 
 def test_replace_member_rejoins_it_afresh_under_a_new_id(cluster: Cluster):
-    before = ids(cluster)
+    before = cluster.ids()
     result = etcd_stack(cluster, "replace-member", "--member", "etcd-1")
     assert result.returncode == 0, result
     assert "added as a learner" in result.stdout and "promoted to a voting member" in result.stdout, result.stdout
-    after = ids(cluster)
+    after = cluster.ids()
     assert after["etcd-1"] != before["etcd-1"]
     assert {k: after[k] for k in ("etcd-0", "etcd-2")} == {k: before[k] for k in ("etcd-0", "etcd-2")}
     cluster.wait_healthy()
-    assert stored(cluster, "kept/", "etcd-1") == stored(cluster, "kept/", "etcd-0")
+    assert cluster.stored("kept/", "etcd-1") == cluster.stored("kept/", "etcd-0")
     moved = cluster.sh("etcd-1", "ls -d /var/lib/etcd/data.replaced-*").stdout.split()
     assert len(moved) == 1, moved
 
@@ -128,29 +105,29 @@ def test_recover_space_after_a_full_quota(cluster: Cluster):
             gateway.put(cluster.addresses["etcd-0"], f"fill/{n % 8}", f"{n:06d}".ljust(FILL_VALUE, "x"))
 
     with pytest.raises(GatewayError, match="database space exceeded"):
-        with_gateway(cluster, fill)
+        cluster.with_gateway(fill)
     result = etcd_stack(cluster, "recover-space")
     assert result.returncode == 0, result
     lines = result.stdout.splitlines()
     assert lines[0].startswith("alarms: NOSPACE"), lines
     assert lines[-2:] == ["alarms: none; a write was taken again",
                           "space recovered: 3 members defragmented, the alarm disarmed, writes taken"], lines
-    write(cluster, {"after/recovery": "taken"})
+    cluster.write({"after/recovery": "taken"})
 
 
 def test_restore_brings_back_the_snapshot_in_a_new_cluster(cluster: Cluster):
     (key,) = [k for k in cluster.objects("etcd/")]
-    kept = stored(cluster, "kept/")
+    kept = cluster.stored("kept/")
     assert len(kept) == 20
-    before = ids(cluster)
+    before = cluster.ids()
     result = etcd_stack(cluster, "restore", "--snapshot", key.rsplit("/", 1)[1])
     assert result.returncode == 0, result
     assert "restored: 3 members healthy, a new cluster (restore-" in result.stdout, result.stdout
     cluster.wait_healthy()
-    assert stored(cluster, "kept/") == kept
+    assert cluster.stored("kept/") == kept
     # Written after the snapshot: gone with the old cluster.
-    assert stored(cluster, "after/") == {}
-    assert set(ids(cluster)) == set(before) and ids(cluster) != before
+    assert cluster.stored("after/") == {}
+    assert set(cluster.ids()) == set(before) and cluster.ids() != before
     for name in MEMBERS:
         active = cluster.enter(name, ["systemctl", "is-active", "etcd.service", "etcd-backup.timer"]).stdout.split()
         assert active == ["active", "active"], (name, active)
